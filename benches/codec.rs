@@ -1,0 +1,165 @@
+//! Throughput of the WebSocket codec's hot paths, in bytes of payload per second:
+//!
+//! - `mask`: [`apply_mask`] (the blocked fast path) against [`apply_mask_scalar`]
+//!   (byte at a time) on 16 B, 1 KiB, 64 KiB and 1 MiB buffers;
+//! - `decode`: a server-role [`Decoder`] unmasking and parsing a buffer of many
+//!   masked client frames (16 B text, 1 KiB binary, 64 KiB binary);
+//! - `encode`: [`encode_frame`] writing unmasked server frames of the same sizes.
+//!
+//! Run with `cargo bench --bench codec` (add a filter such as
+//! `cargo bench --bench codec -- mask` to run one group).
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use wshub::protocol::frame::OpCode;
+use wshub::protocol::mask::{apply_mask, apply_mask_scalar};
+use wshub::protocol::{Decoder, Role, encode_frame};
+
+/// An arbitrary masking key, as a client would pick.
+const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+
+/// The decoder's message size limit: far above every payload used here.
+const MAX_PAYLOAD: usize = 16 << 20;
+
+/// Buffer sizes for the masking group.
+const MASK_SIZES: [usize; 4] = [16, 1 << 10, 64 << 10, 1 << 20];
+
+/// One frame workload: a payload size and opcode, and how many frames of it
+/// one iteration decodes or encodes (enough to amortize per-iteration costs).
+struct Workload {
+    label: &'static str,
+    opcode: OpCode,
+    size: usize,
+    frames: usize,
+}
+
+const WORKLOADS: [Workload; 3] = [
+    Workload {
+        label: "16B_text",
+        opcode: OpCode::Text,
+        size: 16,
+        frames: 10_000,
+    },
+    Workload {
+        label: "1KiB_binary",
+        opcode: OpCode::Binary,
+        size: 1 << 10,
+        frames: 1_000,
+    },
+    Workload {
+        label: "64KiB_binary",
+        opcode: OpCode::Binary,
+        size: 64 << 10,
+        frames: 16,
+    },
+];
+
+impl Workload {
+    /// The payload of every frame: ASCII, so it is also valid UTF-8 for text frames.
+    fn payload(&self) -> Vec<u8> {
+        (0..self.size).map(|i| b'a' + (i % 26) as u8).collect()
+    }
+
+    /// Payload bytes per iteration: what `Throughput::Bytes` counts.
+    fn payload_bytes(&self) -> u64 {
+        (self.size * self.frames) as u64
+    }
+}
+
+/// A human-readable size for benchmark ids.
+fn size_label(size: usize) -> String {
+    match size {
+        s if s >= 1 << 20 => format!("{}MiB", s >> 20),
+        s if s >= 1 << 10 => format!("{}KiB", s >> 10),
+        s => format!("{s}B"),
+    }
+}
+
+/// Masking in place, the fast path and the scalar reference side by side.
+/// XOR-ing the same buffer again each iteration is as much work as the first time.
+fn bench_mask(c: &mut Criterion) {
+    let mut group = c.benchmark_group("mask");
+    for size in MASK_SIZES {
+        group.throughput(Throughput::Bytes(size as u64));
+        let mut buf: Vec<u8> = (0..size).map(|i| i as u8).collect();
+        let label = size_label(size);
+        group.bench_function(BenchmarkId::new("apply_mask", &label), |b| {
+            b.iter(|| apply_mask(black_box(&mut buf[..]), black_box(MASK), black_box(0)));
+        });
+        group.bench_function(BenchmarkId::new("apply_mask_scalar", &label), |b| {
+            b.iter(|| apply_mask_scalar(black_box(&mut buf[..]), black_box(MASK), black_box(0)));
+        });
+    }
+    group.finish();
+}
+
+/// Decoding a buffer of masked client frames with a fresh server decoder.
+/// The buffer is cloned in the untimed setup; the emptied buffer is returned
+/// so that freeing it is untimed too.
+fn bench_decode(c: &mut Criterion) {
+    let mut group = c.benchmark_group("decode");
+    for w in &WORKLOADS {
+        let payload = w.payload();
+        let mut wire = BytesMut::new();
+        for _ in 0..w.frames {
+            encode_frame(&mut wire, w.opcode, &payload, Some(MASK));
+        }
+        group.throughput(Throughput::Bytes(w.payload_bytes()));
+        group.bench_function(BenchmarkId::new("server", w.label), |b| {
+            b.iter_batched(
+                || wire.clone(),
+                |mut src| {
+                    let mut decoder = Decoder::new(Role::Server, MAX_PAYLOAD);
+                    let mut decoded = 0;
+                    while let Some(frame) = decoder.decode(&mut src).expect("valid frames") {
+                        black_box(frame);
+                        decoded += 1;
+                    }
+                    assert_eq!(decoded, w.frames);
+                    src
+                },
+                // Every input is hundreds of KiB: one setup per iteration.
+                BatchSize::LargeInput,
+            );
+        });
+    }
+    group.finish();
+}
+
+/// Encoding unmasked server frames into one reused, pre-grown buffer.
+fn bench_encode(c: &mut Criterion) {
+    let mut group = c.benchmark_group("encode");
+    for w in &WORKLOADS {
+        let payload = w.payload();
+        let mut dst = BytesMut::with_capacity(w.frames * (w.size + 14));
+        group.throughput(Throughput::Bytes(w.payload_bytes()));
+        group.bench_function(BenchmarkId::new("server", w.label), |b| {
+            b.iter(|| {
+                dst.clear();
+                for _ in 0..w.frames {
+                    encode_frame(&mut dst, w.opcode, black_box(&payload), None);
+                }
+                black_box(&dst);
+            });
+        });
+    }
+    group.finish();
+}
+
+/// Short runs: the whole bench takes about two minutes on two cores.
+fn config() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(20)
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = bench_mask, bench_decode, bench_encode
+}
+criterion_main!(benches);

@@ -1,0 +1,86 @@
+//! Server settings, with Bun's defaults.
+
+use std::time::Duration;
+
+/// Settings shared by every socket of one [`WebSocketLayer`](crate::WebSocketLayer).
+///
+/// The defaults are Bun's: 120 s idle timeout, 16 MiB messages, a 16 MiB
+/// backpressure limit, sockets kept open past it, automatic pings.
+///
+/// ```
+/// use std::time::Duration;
+/// use wshub::Config;
+///
+/// let config = Config::default()
+///     .idle_timeout(Duration::from_secs(30))
+///     .max_payload_length(1 << 20);
+/// assert_eq!(config.max_payload_length, 1 << 20);
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Config {
+    /// Close a socket after this long without receiving anything. `None` disables it.
+    pub idle_timeout: Option<Duration>,
+    /// Largest message accepted, summed over its fragments; larger ones close with 1009.
+    pub max_payload_length: usize,
+    /// Bytes a socket may have queued before sends report backpressure and are dropped.
+    pub backpressure_limit: usize,
+    /// Close a socket whose queue crosses `backpressure_limit` instead of dropping sends.
+    pub close_on_backpressure_limit: bool,
+    /// Ping a silent peer halfway through the idle timeout, so live peers stay open.
+    pub send_pings: bool,
+    /// How long to wait for the peer's close frame after sending ours, and
+    /// for the peer to shut its side of TCP after the close handshake.
+    pub close_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            idle_timeout: Some(Duration::from_secs(120)),
+            max_payload_length: 16 << 20,
+            backpressure_limit: 16 << 20,
+            close_on_backpressure_limit: false,
+            send_pings: true,
+            close_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Config {
+    /// Sets [`idle_timeout`](Self::idle_timeout); `Duration::ZERO` disables it.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = (!timeout.is_zero()).then_some(timeout);
+        self
+    }
+
+    /// Sets [`max_payload_length`](Self::max_payload_length).
+    pub fn max_payload_length(mut self, bytes: usize) -> Self {
+        self.max_payload_length = bytes;
+        self
+    }
+
+    /// Sets [`backpressure_limit`](Self::backpressure_limit).
+    pub fn backpressure_limit(mut self, bytes: usize) -> Self {
+        self.backpressure_limit = bytes;
+        self
+    }
+
+    /// Sets [`close_on_backpressure_limit`](Self::close_on_backpressure_limit).
+    pub fn close_on_backpressure_limit(mut self, close: bool) -> Self {
+        self.close_on_backpressure_limit = close;
+        self
+    }
+
+    /// Sets [`send_pings`](Self::send_pings).
+    pub fn send_pings(mut self, send: bool) -> Self {
+        self.send_pings = send;
+        self
+    }
+
+    /// Sets [`close_timeout`](Self::close_timeout).
+    pub fn close_timeout(mut self, timeout: Duration) -> Self {
+        self.close_timeout = timeout;
+        self
+    }
+}
