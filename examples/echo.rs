@@ -19,7 +19,9 @@ impl Handler for Echo {
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:9001".to_owned());
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:9001".to_owned());
     let app = Router::new()
         .route("/", get(|up: Upgrade| async move { up.accept(()) }))
         .layer(WebSocketLayer::new(Echo));

@@ -82,7 +82,14 @@ pub(crate) fn spawn<H: Handler>(handler: Arc<H>, config: Arc<Config>, conn: Acce
             }
             Err(upgraded) => {
                 let ws = new_socket(remote_addr);
-                run(handler, &config, TokioIo::<Upgraded>::new(upgraded), Bytes::new(), ws).await;
+                run(
+                    handler,
+                    &config,
+                    TokioIo::<Upgraded>::new(upgraded),
+                    Bytes::new(),
+                    ws,
+                )
+                .await;
             }
         }
     });
@@ -95,27 +102,33 @@ where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
     let span = tracing::debug_span!("websocket", id = ws.id(), remote = ?ws.remote_addr());
-    live(handler, config, io, prefix, &ws).instrument(span).await;
+    live(handler, config, io, prefix, &ws)
+        .instrument(span)
+        .await;
 }
 
-async fn live<H, IO>(handler: Arc<H>, config: &Config, io: IO, prefix: Bytes, ws: &WebSocket<H::Data>)
-where
+async fn live<H, IO>(
+    handler: Arc<H>,
+    config: &Config,
+    io: IO,
+    prefix: Bytes,
+    ws: &WebSocket<H::Data>,
+) where
     H: Handler,
     IO: AsyncRead + AsyncWrite + Unpin,
 {
-    let ws = ws;
     let core = ws.core();
     let mut conn = Connection::new(io, prefix, config);
     tracing::debug!("open");
-    let opened = conn.drive(core, handler.open(&ws)).await;
+    let opened = conn.drive(core, handler.open(ws)).await;
     let end = match opened {
         Err(error) => conn.fail(core, error),
         Ok(()) => loop {
             let result = match poll_fn(|cx| conn.poll_event(cx, core)).await {
-                Event::Message(msg) => conn.drive(core, handler.message(&ws, msg)).await,
-                Event::Ping(payload) => conn.drive(core, handler.ping(&ws, payload)).await,
-                Event::Pong(payload) => conn.drive(core, handler.pong(&ws, payload)).await,
-                Event::Drain => conn.drive(core, handler.drain(&ws)).await,
+                Event::Message(msg) => conn.drive(core, handler.message(ws, msg)).await,
+                Event::Ping(payload) => conn.drive(core, handler.ping(ws, payload)).await,
+                Event::Pong(payload) => conn.drive(core, handler.pong(ws, payload)).await,
+                Event::Drain => conn.drive(core, handler.drain(ws)).await,
                 Event::End(end) => break end,
             };
             if let Err(error) = result {
@@ -129,11 +142,15 @@ where
     tracing::debug!(code = end.code, reason = %end.reason, "close");
     if let Some(error) = end.error {
         tracing::debug!(%error, "connection failed");
-        if conn.drive(core, handler.error(&ws, error)).await.is_err() {
+        if conn.drive(core, handler.error(ws, error)).await.is_err() {
             tracing::warn!("`Handler::error` panicked");
         }
     }
-    if conn.drive(core, handler.close(&ws, end.code, &end.reason)).await.is_err() {
+    if conn
+        .drive(core, handler.close(ws, end.code, &end.reason))
+        .await
+        .is_err()
+    {
         tracing::warn!("`Handler::close` panicked");
     }
     if end.then == Then::Linger {
@@ -225,7 +242,9 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
         let mut fut = pin!(AssertUnwindSafe(fut).catch_unwind());
         poll_fn(|cx| match fut.as_mut().poll(cx) {
             Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
-            Poll::Ready(Err(panic)) => Poll::Ready(Err(Error::HandlerPanicked(panic_message(&*panic)))),
+            Poll::Ready(Err(panic)) => {
+                Poll::Ready(Err(Error::HandlerPanicked(panic_message(&*panic))))
+            }
             Poll::Pending => {
                 if self.write_error.is_none() {
                     if let Poll::Ready(Err(error)) = self.poll_flush(cx, core) {
@@ -289,7 +308,9 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
                     self.last_read = Instant::now();
                     self.ping_sent = false;
                 }
-                Poll::Ready(Err(error)) => return Poll::Ready(Event::End(self.peer_gone(Some(error)))),
+                Poll::Ready(Err(error)) => {
+                    return Poll::Ready(Event::End(self.peer_gone(Some(error))));
+                }
                 Poll::Pending => return Poll::Pending,
             }
         }
@@ -401,7 +422,11 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
                 core.send_control(OpCode::Ping, b"");
                 self.ping_sent = true;
             }
-            let wait = if self.send_pings && !self.ping_sent { idle / 2 } else { idle };
+            let wait = if self.send_pings && !self.ping_sent {
+                idle / 2
+            } else {
+                idle
+            };
             timer.as_mut().reset(self.last_read + wait);
         }
     }
@@ -491,7 +516,9 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
 /// Drops `n` written bytes from the front of the queue.
 fn advance(queue: &mut VecDeque<Bytes>, mut n: usize) {
     while n > 0 {
-        let Some(front) = queue.front_mut() else { return };
+        let Some(front) = queue.front_mut() else {
+            return;
+        };
         if n < front.len() {
             front.advance(n);
             return;

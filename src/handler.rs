@@ -29,6 +29,7 @@ use crate::{Error, Message, WebSocket};
 ///         ws.send(msg);
 ///     }
 /// }
+/// # let _ = wshub::WebSocketLayer::new(Echo);
 /// ```
 pub trait Handler: Send + Sync + 'static {
     /// Per-socket data, given to [`Upgrade::accept`](crate::Upgrade::accept).
@@ -54,7 +55,12 @@ pub trait Handler: Send + Sync + 'static {
     /// `code` is the peer's close code (1005 if it sent none) when the peer
     /// closed, the code we sent when this side closed or failed the
     /// connection, and 1006 when the connection dropped without a close.
-    fn close(&self, ws: &WebSocket<Self::Data>, code: u16, reason: &str) -> impl Future<Output = ()> + Send {
+    fn close(
+        &self,
+        ws: &WebSocket<Self::Data>,
+        code: u16,
+        reason: &str,
+    ) -> impl Future<Output = ()> + Send {
         let _ = (ws, code, reason);
         async {}
     }

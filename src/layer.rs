@@ -33,7 +33,7 @@ use crate::{Config, Handler, driver};
 ///     }
 /// }
 ///
-/// let app: Router = Router::new()
+/// let _app: Router = Router::new()
 ///     .route("/echo", get(|up: Upgrade| async move { up.accept(()) }))
 ///     .layer(WebSocketLayer::new(Echo).config(Config::default().max_payload_length(1 << 20)));
 /// ```

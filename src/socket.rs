@@ -50,6 +50,7 @@ pub enum ReadyState {
 /// queued and written by the connection's own task, in order, in batches.
 ///
 /// ```no_run
+/// # #[allow(dead_code)]
 /// # fn demo(ws: wshub::WebSocket<String>) {
 /// ws.send("hello");                        // text
 /// ws.send(vec![1u8, 2, 3]);               // binary
@@ -126,13 +127,18 @@ impl<T> WebSocket<T> {
     /// Queues a text or binary message.
     pub fn send(&self, msg: impl Into<Message>) -> SendStatus {
         let msg = msg.into();
-        let opcode = if msg.is_text() { OpCode::Text } else { OpCode::Binary };
+        let opcode = if msg.is_text() {
+            OpCode::Text
+        } else {
+            OpCode::Binary
+        };
         self.core().send_data(opcode, msg.into_bytes())
     }
 
     /// Queues a text message.
     pub fn send_text(&self, text: impl Into<String>) -> SendStatus {
-        self.core().send_data(OpCode::Text, Bytes::from(text.into()))
+        self.core()
+            .send_data(OpCode::Text, Bytes::from(text.into()))
     }
 
     /// Queues a binary message.
@@ -330,7 +336,12 @@ impl Core {
     /// Queues a close frame unless one is queued already; returns whether it did.
     pub(crate) fn begin_close(&self, code: u16, reason: &str) -> bool {
         let mut frame = BytesMut::new();
-        encode_frame(&mut frame, OpCode::Close, &CloseBody::encode(code, reason), None);
+        encode_frame(
+            &mut frame,
+            OpCode::Close,
+            &CloseBody::encode(code, reason),
+            None,
+        );
         let len = frame.len();
         let mut outbox = self.lock();
         if outbox.close.is_some() || outbox.terminated {

@@ -60,7 +60,12 @@ impl Accepted {
 ///
 /// struct User { name: String }
 /// struct Chat;
-/// impl Handler for Chat { type Data = User; }
+/// impl Handler for Chat {
+///     type Data = User;
+///     async fn open(&self, ws: &wshub::WebSocket<User>) {
+///         ws.send(format!("welcome, {}", ws.data().name));
+///     }
+/// }
 ///
 /// async fn ws(up: Upgrade<User>, headers: axum::http::HeaderMap) -> Response {
 ///     match headers.get("x-user").and_then(|v| v.to_str().ok()) {
@@ -71,7 +76,7 @@ impl Accepted {
 ///     }
 /// }
 ///
-/// let app: Router = Router::new()
+/// let _app: Router = Router::new()
 ///     .route("/ws", get(ws))
 ///     .layer(WebSocketLayer::new(Chat));
 /// ```
@@ -108,7 +113,12 @@ impl<T: Send + Sync + 'static> Upgrade<T> {
 
     /// Checks the handshake from request parts that went through the layer.
     pub fn from_parts(parts: &mut http::request::Parts) -> Result<Self, UpgradeRejection> {
-        Self::extract(&parts.method, parts.version, &parts.headers, &mut parts.extensions)
+        Self::extract(
+            &parts.method,
+            parts.version,
+            &parts.headers,
+            &mut parts.extensions,
+        )
     }
 
     fn extract(
@@ -211,7 +221,11 @@ impl<T: Send + Sync + 'static> Upgrade<T> {
         if let Ok(accept) = HeaderValue::try_from(accept) {
             headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
         }
-        if let Some(protocol) = self.protocol.as_deref().and_then(|p| HeaderValue::try_from(p).ok()) {
+        if let Some(protocol) = self
+            .protocol
+            .as_deref()
+            .and_then(|p| HeaderValue::try_from(p).ok())
+        {
             headers.insert(header::SEC_WEBSOCKET_PROTOCOL, protocol);
         }
         headers.extend(self.headers);
@@ -249,7 +263,10 @@ where
 {
     type Rejection = UpgradeRejection;
 
-    async fn from_request_parts(parts: &mut http::request::Parts, _state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
         Self::from_parts(parts)
     }
 }
@@ -266,7 +283,9 @@ pub enum UpgradeRejection {
     #[error(transparent)]
     Handshake(#[from] HandshakeError),
     /// The route uses `Upgrade` but the request did not pass a `WebSocketLayer`.
-    #[error("`Upgrade` needs `WebSocketLayer`: add `.layer(WebSocketLayer::new(handler))` to the router or route")]
+    #[error(
+        "`Upgrade` needs `WebSocketLayer`: add `.layer(WebSocketLayer::new(handler))` to the router or route"
+    )]
     MissingLayer,
     /// The extractor's data type is not the layer's `Handler::Data`.
     #[error("`Upgrade<{extractor}>` does not match the layer's `Handler::Data = {layer}`")]
@@ -307,7 +326,10 @@ impl From<UpgradeRejection> for Response {
                 headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             }
             UpgradeRejection::Handshake(HandshakeError::WebSocketVersion) => {
-                headers.insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+                headers.insert(
+                    header::SEC_WEBSOCKET_VERSION,
+                    HeaderValue::from_static("13"),
+                );
             }
             UpgradeRejection::Handshake(HandshakeError::MethodNotGet) => {
                 headers.insert(header::ALLOW, HeaderValue::from_static("GET"));

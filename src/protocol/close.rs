@@ -118,18 +118,25 @@ mod tests {
 
     #[test]
     fn wire_codes() {
-        for code in [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 3999, 4000, 4999] {
+        for code in [
+            1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 3999, 4000, 4999,
+        ] {
             assert!(is_valid_on_wire(code), "{code}");
         }
         // Autobahn 7.9.*: codes that must be rejected.
-        for code in [0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535] {
+        for code in [
+            0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535,
+        ] {
             assert!(!is_valid_on_wire(code), "{code}");
         }
     }
 
     #[test]
     fn parse_bodies() {
-        assert_eq!(CloseBody::parse(&[]).map(|b| b.code), Ok(close_code::STATUS));
+        assert_eq!(
+            CloseBody::parse(&[]).map(|b| b.code),
+            Ok(close_code::STATUS)
+        );
         assert_eq!(CloseBody::parse(&[0x03]), Err(BadClose::Code));
         assert_eq!(CloseBody::parse(&[0x03, 0xed]), Err(BadClose::Code)); // 1005
         assert_eq!(CloseBody::parse(&[0x03, 0xe8, 0xff]), Err(BadClose::Reason));

@@ -1,6 +1,6 @@
 //! The frame decoder and encoder: bytes in, frames out, no I/O.
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use super::close::{BadClose, CloseBody};
 use super::frame::{FrameHeader, OpCode};
@@ -105,7 +105,10 @@ impl Decoder {
                 self.inspect(&header, &mut src[seen..ready], seen)?;
             }
             if ready < len {
-                self.pending = Some(Pending { header, seen: ready });
+                self.pending = Some(Pending {
+                    header,
+                    seen: ready,
+                });
                 return Ok(None);
             }
             self.pending = None;
@@ -151,12 +154,17 @@ impl Decoder {
                 });
             }
         }
-        let _ = src.split_to(header_len);
+        src.advance(header_len);
         Ok(Some(header))
     }
 
     /// Unmasks newly arrived payload bytes and validates them if they are text.
-    fn inspect(&mut self, header: &FrameHeader, bytes: &mut [u8], offset: usize) -> Result<(), ProtocolError> {
+    fn inspect(
+        &mut self,
+        header: &FrameHeader,
+        bytes: &mut [u8],
+        offset: usize,
+    ) -> Result<(), ProtocolError> {
         if let Some(mask) = header.mask {
             apply_mask(bytes, mask, offset);
         }
@@ -172,7 +180,11 @@ impl Decoder {
     }
 
     /// Turns a complete frame into what the caller sees, if anything yet.
-    fn complete(&mut self, header: FrameHeader, payload: BytesMut) -> Result<Option<Frame>, ProtocolError> {
+    fn complete(
+        &mut self,
+        header: FrameHeader,
+        payload: BytesMut,
+    ) -> Result<Option<Frame>, ProtocolError> {
         let frame = match header.opcode {
             OpCode::Ping => Frame::Ping(payload.freeze()),
             OpCode::Pong => Frame::Pong(payload.freeze()),
@@ -337,7 +349,10 @@ mod tests {
         );
         let mut wire = frame(false, 1, b"a");
         wire.extend(frame(true, 1, b"b"));
-        assert_eq!(decode_all(&wire, 1, 1024), Err(ProtocolError::ExpectedContinuation));
+        assert_eq!(
+            decode_all(&wire, 1, 1024),
+            Err(ProtocolError::ExpectedContinuation)
+        );
     }
 
     #[test]
@@ -353,7 +368,10 @@ mod tests {
         let mut decoder = Decoder::new(Role::Server, 1000);
         // Only the header: the limit already trips.
         let mut buf = BytesMut::from(&wire[..8]);
-        assert_eq!(decoder.decode(&mut buf), Err(ProtocolError::MessageTooBig { limit: 1000 }));
+        assert_eq!(
+            decoder.decode(&mut buf),
+            Err(ProtocolError::MessageTooBig { limit: 1000 })
+        );
     }
 
     #[test]
@@ -362,7 +380,10 @@ mod tests {
         for _ in 0..3 {
             wire.extend(frame(false, if wire.is_empty() { 2 } else { 0 }, &[0; 400]));
         }
-        assert_eq!(decode_all(&wire, 100, 1000), Err(ProtocolError::MessageTooBig { limit: 1000 }));
+        assert_eq!(
+            decode_all(&wire, 100, 1000),
+            Err(ProtocolError::MessageTooBig { limit: 1000 })
+        );
         assert!(decode_all(&wire, 100, 1200).unwrap().is_empty());
     }
 
@@ -397,9 +418,18 @@ mod tests {
                 reason: "bye".into()
             })]
         );
-        assert_eq!(decode_all(&frame(true, 8, b"\x03"), 1, 1024), Err(ProtocolError::InvalidCloseCode));
-        assert_eq!(decode_all(&frame(true, 8, b"\x03\xed"), 1, 1024), Err(ProtocolError::InvalidCloseCode));
-        assert_eq!(decode_all(&frame(true, 8, b"\x03\xe8\xff"), 1, 1024), Err(ProtocolError::InvalidUtf8));
+        assert_eq!(
+            decode_all(&frame(true, 8, b"\x03"), 1, 1024),
+            Err(ProtocolError::InvalidCloseCode)
+        );
+        assert_eq!(
+            decode_all(&frame(true, 8, b"\x03\xed"), 1, 1024),
+            Err(ProtocolError::InvalidCloseCode)
+        );
+        assert_eq!(
+            decode_all(&frame(true, 8, b"\x03\xe8\xff"), 1, 1024),
+            Err(ProtocolError::InvalidUtf8)
+        );
     }
 
     #[test]
@@ -409,8 +439,14 @@ mod tests {
         encode_header(&mut wire, OpCode::Binary, 70000);
         wire.extend_from_slice(&vec![7; 70000]);
         let mut decoder = Decoder::new(Role::Client, 1 << 20);
-        assert_eq!(decoder.decode(&mut wire), Ok(Some(Frame::Message(Message::from("hé")))));
-        assert_eq!(decoder.decode(&mut wire), Ok(Some(Frame::Message(Message::binary(vec![7; 70000])))));
+        assert_eq!(
+            decoder.decode(&mut wire),
+            Ok(Some(Frame::Message(Message::from("hé"))))
+        );
+        assert_eq!(
+            decoder.decode(&mut wire),
+            Ok(Some(Frame::Message(Message::binary(vec![7; 70000]))))
+        );
         assert!(wire.is_empty());
     }
 
@@ -419,6 +455,9 @@ mod tests {
         let mut wire = BytesMut::new();
         encode_frame(&mut wire, OpCode::Binary, &[1, 2, 3, 4, 5], Some(MASK));
         let mut decoder = Decoder::new(Role::Server, 1024);
-        assert_eq!(decoder.decode(&mut wire), Ok(Some(Frame::Message(Message::binary(vec![1, 2, 3, 4, 5])))));
+        assert_eq!(
+            decoder.decode(&mut wire),
+            Ok(Some(Frame::Message(Message::binary(vec![1, 2, 3, 4, 5]))))
+        );
     }
 }

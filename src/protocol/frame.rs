@@ -194,7 +194,11 @@ mod tests {
                 assert_eq!(FrameHeader::parse(&buf), Ok(Some((h, buf.len()))));
                 // Every strict prefix is "need more", never an error.
                 for cut in 0..buf.len() {
-                    assert_eq!(FrameHeader::parse(&buf[..cut]), Ok(None), "len {len} cut {cut}");
+                    assert_eq!(
+                        FrameHeader::parse(&buf[..cut]),
+                        Ok(None),
+                        "len {len} cut {cut}"
+                    );
                 }
             }
         }
@@ -202,10 +206,22 @@ mod tests {
 
     #[test]
     fn rejects_what_no_context_can_fix() {
-        assert_eq!(FrameHeader::parse(&[0x83, 0x00]), Err(ProtocolError::ReservedOpcode(3)));
-        assert_eq!(FrameHeader::parse(&[0x8b, 0x00]), Err(ProtocolError::ReservedOpcode(0xb)));
-        assert_eq!(FrameHeader::parse(&[0x09, 0x00]), Err(ProtocolError::FragmentedControlFrame));
-        assert_eq!(FrameHeader::parse(&[0x89, 0x7e, 0, 126]), Err(ProtocolError::ControlFrameTooLong));
+        assert_eq!(
+            FrameHeader::parse(&[0x83, 0x00]),
+            Err(ProtocolError::ReservedOpcode(3))
+        );
+        assert_eq!(
+            FrameHeader::parse(&[0x8b, 0x00]),
+            Err(ProtocolError::ReservedOpcode(0xb))
+        );
+        assert_eq!(
+            FrameHeader::parse(&[0x09, 0x00]),
+            Err(ProtocolError::FragmentedControlFrame)
+        );
+        assert_eq!(
+            FrameHeader::parse(&[0x89, 0x7e, 0, 126]),
+            Err(ProtocolError::ControlFrameTooLong)
+        );
         let mut huge = vec![0x82, 0x7f];
         huge.extend_from_slice(&u64::MAX.to_be_bytes());
         assert_eq!(FrameHeader::parse(&huge), Err(ProtocolError::InvalidLength));

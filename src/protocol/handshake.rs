@@ -73,7 +73,7 @@ fn is_valid_key(key: &[u8]) -> bool {
 /// ```
 /// // The example of RFC 6455 §1.3.
 /// let accept = wshub::protocol::handshake::accept_key(b"dGhlIHNhbXBsZSBub25jZQ==");
-/// assert_eq!(accept, "s3pPLMBiXxaQ9kxs0zIbxzo4xo0=");
+/// assert_eq!(accept, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
 /// ```
 pub fn accept_key(key: &[u8]) -> String {
     let mut sha1 = Sha1::new();
@@ -89,7 +89,10 @@ pub fn header_has_token(headers: &HeaderMap, name: &header::HeaderName, token: &
 
 /// The comma-separated tokens of every `name` header, trimmed, empty ones skipped.
 /// A value that is not visible ASCII is ignored.
-pub fn list_tokens<'a>(headers: &'a HeaderMap, name: &header::HeaderName) -> impl Iterator<Item = &'a str> {
+pub fn list_tokens<'a>(
+    headers: &'a HeaderMap,
+    name: &header::HeaderName,
+) -> impl Iterator<Item = &'a str> {
     headers
         .get_all(name)
         .iter()
@@ -106,9 +109,18 @@ mod tests {
     fn request() -> HeaderMap {
         let mut h = HeaderMap::new();
         h.insert(header::UPGRADE, HeaderValue::from_static("WebSocket"));
-        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, Upgrade"));
-        h.insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
-        h.insert(header::SEC_WEBSOCKET_KEY, HeaderValue::from_static("dGhlIHNhbXBsZSBub25jZQ=="));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, Upgrade"),
+        );
+        h.insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
+        h.insert(
+            header::SEC_WEBSOCKET_KEY,
+            HeaderValue::from_static("dGhlIHNhbXBsZSBub25jZQ=="),
+        );
         h
     }
 
@@ -124,15 +136,37 @@ mod tests {
     #[test]
     fn each_bad_variant_has_its_error() {
         let h = request();
-        assert_eq!(validate_request(&Method::POST, Version::HTTP_11, &h), Err(HandshakeError::MethodNotGet));
-        assert_eq!(validate_request(&Method::GET, Version::HTTP_10, &h), Err(HandshakeError::HttpVersion));
+        assert_eq!(
+            validate_request(&Method::POST, Version::HTTP_11, &h),
+            Err(HandshakeError::MethodNotGet)
+        );
+        assert_eq!(
+            validate_request(&Method::GET, Version::HTTP_10, &h),
+            Err(HandshakeError::HttpVersion)
+        );
         let cases: [(header::HeaderName, Option<&'static str>, HandshakeError); 7] = [
             (header::UPGRADE, None, HandshakeError::NotUpgrade),
             (header::UPGRADE, Some("h2c"), HandshakeError::NotUpgrade),
-            (header::CONNECTION, Some("keep-alive"), HandshakeError::ConnectionHeader),
-            (header::SEC_WEBSOCKET_VERSION, Some("8"), HandshakeError::WebSocketVersion),
-            (header::SEC_WEBSOCKET_VERSION, None, HandshakeError::WebSocketVersion),
-            (header::SEC_WEBSOCKET_KEY, Some("c2hvcnQ="), HandshakeError::Key),
+            (
+                header::CONNECTION,
+                Some("keep-alive"),
+                HandshakeError::ConnectionHeader,
+            ),
+            (
+                header::SEC_WEBSOCKET_VERSION,
+                Some("8"),
+                HandshakeError::WebSocketVersion,
+            ),
+            (
+                header::SEC_WEBSOCKET_VERSION,
+                None,
+                HandshakeError::WebSocketVersion,
+            ),
+            (
+                header::SEC_WEBSOCKET_KEY,
+                Some("c2hvcnQ="),
+                HandshakeError::Key,
+            ),
             (header::SEC_WEBSOCKET_KEY, None, HandshakeError::Key),
         ];
         for (name, value, expected) in cases {
@@ -148,15 +182,24 @@ mod tests {
     #[test]
     fn duplicate_keys_are_rejected() {
         let mut h = request();
-        h.append(header::SEC_WEBSOCKET_KEY, HeaderValue::from_static("dGhlIHNhbXBsZSBub25jZQ=="));
+        h.append(
+            header::SEC_WEBSOCKET_KEY,
+            HeaderValue::from_static("dGhlIHNhbXBsZSBub25jZQ=="),
+        );
         assert_eq!(check(&h), Err(HandshakeError::Key));
     }
 
     #[test]
     fn tokens_span_header_lines() {
         let mut h = HeaderMap::new();
-        h.append(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static("chat, , v2"));
-        h.append(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(" mqtt"));
+        h.append(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static("chat, , v2"),
+        );
+        h.append(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static(" mqtt"),
+        );
         let tokens: Vec<_> = list_tokens(&h, &header::SEC_WEBSOCKET_PROTOCOL).collect();
         assert_eq!(tokens, ["chat", "v2", "mqtt"]);
     }

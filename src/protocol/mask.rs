@@ -17,19 +17,23 @@ const BLOCK: usize = 32;
 #[inline]
 pub fn apply_mask(buf: &mut [u8], mask: [u8; 4], offset: usize) {
     let mask = rotate(mask, offset);
-    if buf.len() < BLOCK {
-        apply_mask_scalar(buf, mask, 0);
-        return;
-    }
-    let wide = widen(mask);
     let mut blocks = buf.chunks_exact_mut(BLOCK);
-    for block in &mut blocks {
-        for (byte, key) in block.iter_mut().zip(wide.iter()) {
-            *byte ^= key;
+    if blocks.len() > 0 {
+        let wide = widen(mask);
+        for block in &mut blocks {
+            for (byte, key) in block.iter_mut().zip(wide.iter()) {
+                *byte ^= key;
+            }
         }
     }
-    // Every block is a multiple of 4 bytes long, so the tail starts on key byte 0.
-    apply_mask_scalar(blocks.into_remainder(), mask, 0);
+    // Blocks and words are multiples of 4 bytes, so each tail starts on key byte 0.
+    let mut words = blocks.into_remainder().chunks_exact_mut(4);
+    let key = u32::from_ne_bytes(mask);
+    for word in &mut words {
+        let value = u32::from_ne_bytes([word[0], word[1], word[2], word[3]]) ^ key;
+        word.copy_from_slice(&value.to_ne_bytes());
+    }
+    apply_mask_scalar(words.into_remainder(), mask, 0);
 }
 
 /// Byte-at-a-time masking: the reference for [`apply_mask`].
@@ -42,9 +46,10 @@ pub fn apply_mask_scalar(buf: &mut [u8], mask: [u8; 4], offset: usize) {
 
 /// The key as it applies to a buffer starting `offset` bytes into the payload.
 fn rotate(mask: [u8; 4], offset: usize) -> [u8; 4] {
-    let mut rotated = mask;
-    rotated.rotate_left(offset & 3);
-    rotated
+    // Byte i of the result is mask[(offset + i) % 4]: in little-endian order
+    // that is a right rotation by whole bytes.
+    let shift = 8 * (offset & 3) as u32;
+    u32::from_le_bytes(mask).rotate_right(shift).to_le_bytes()
 }
 
 /// The 4-byte key repeated over one block.

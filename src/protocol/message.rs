@@ -38,7 +38,10 @@ impl Message {
 
     /// A text message from bytes already checked to be UTF-8.
     pub(crate) fn text_unchecked_utf8(payload: Bytes) -> Self {
-        Self { text: true, payload }
+        Self {
+            text: true,
+            payload,
+        }
     }
 
     /// Whether this is a text message.

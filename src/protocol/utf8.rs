@@ -144,9 +144,18 @@ mod tests {
 
     #[test]
     fn rejects_surrogates_and_overlongs() {
-        for bad in [&[0xed, 0xa0, 0x80][..], &[0xc0, 0xaf], &[0xe0, 0x80, 0xaf], &[0xff]] {
+        for bad in [
+            &[0xed, 0xa0, 0x80][..],
+            &[0xc0, 0xaf],
+            &[0xe0, 0x80, 0xaf],
+            &[0xff],
+        ] {
             for cut in 0..=bad.len() {
-                assert_eq!(feed_split(bad, &[cut]), Err(InvalidUtf8), "{bad:x?} cut {cut}");
+                assert_eq!(
+                    feed_split(bad, &[cut]),
+                    Err(InvalidUtf8),
+                    "{bad:x?} cut {cut}"
+                );
             }
         }
     }
