@@ -32,6 +32,9 @@ pub struct Config {
     /// How long to wait for the peer's close frame after sending ours, and
     /// for the peer to shut its side of TCP after the close handshake.
     pub close_timeout: Duration,
+    /// Whether [`WebSocket::publish`](crate::WebSocket::publish) also reaches
+    /// the publishing socket when it is subscribed (Bun's `publishToSelf`).
+    pub publish_to_self: bool,
 }
 
 impl Default for Config {
@@ -43,6 +46,7 @@ impl Default for Config {
             close_on_backpressure_limit: false,
             send_pings: true,
             close_timeout: Duration::from_secs(5),
+            publish_to_self: false,
         }
     }
 }
@@ -75,6 +79,12 @@ impl Config {
     /// Sets [`send_pings`](Self::send_pings).
     pub fn send_pings(mut self, send: bool) -> Self {
         self.send_pings = send;
+        self
+    }
+
+    /// Sets [`publish_to_self`](Self::publish_to_self).
+    pub fn publish_to_self(mut self, include: bool) -> Self {
+        self.publish_to_self = include;
         self
     }
 

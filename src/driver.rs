@@ -23,9 +23,9 @@ use tracing::Instrument as _;
 
 use crate::protocol::frame::OpCode;
 use crate::protocol::{Decoder, Frame, Role, close_code};
-use crate::socket::{Core, ReadyState};
+use crate::socket::{Core, Entry, ReadyState, Settings};
 use crate::upgrade::AcceptedConn;
-use crate::{Config, Error, Handler, Message, WebSocket};
+use crate::{Config, Error, Handler, Hub, Message, WebSocket};
 
 /// Size of the per-thread buffer that reads land in when no frame is pending.
 const SCRATCH_LEN: usize = 64 * 1024;
@@ -42,7 +42,12 @@ thread_local! {
 }
 
 /// Starts the task of an accepted connection once hyper hands over the stream.
-pub(crate) fn spawn<H: Handler>(handler: Arc<H>, config: Arc<Config>, conn: AcceptedConn) {
+pub(crate) fn spawn<H: Handler>(
+    handler: Arc<H>,
+    config: Arc<Config>,
+    hub: Hub,
+    conn: AcceptedConn,
+) {
     let AcceptedConn {
         on_upgrade,
         data,
@@ -64,12 +69,12 @@ pub(crate) fn spawn<H: Handler>(handler: Arc<H>, config: Arc<Config>, conn: Acce
             }
         };
         let new_socket = |remote_addr| {
-            let core = Core::new(
-                remote_addr,
-                protocol,
-                config.backpressure_limit,
-                config.close_on_backpressure_limit,
-            );
+            let settings = Settings {
+                backpressure_limit: config.backpressure_limit,
+                close_on_backpressure_limit: config.close_on_backpressure_limit,
+                publish_to_self: config.publish_to_self,
+            };
+            let core = Core::new(Arc::clone(hub.inner()), settings, remote_addr, protocol);
             WebSocket::new(core, *data)
         };
         // A plain hyper connection gives the TCP stream back: use it directly.
@@ -119,6 +124,7 @@ async fn live<H, IO>(
 {
     let core = ws.core();
     let mut conn = Connection::new(io, prefix, config);
+    core.hub.opened();
     tracing::debug!("open");
     let opened = conn.drive(core, handler.open(ws)).await;
     let end = match opened {
@@ -139,6 +145,8 @@ async fn live<H, IO>(
     let deadline = Instant::now() + config.close_timeout;
     conn.finish_writes(core, end.then, deadline).await;
     core.set_state(ReadyState::Closed);
+    core.leave_hub();
+    core.hub.closed();
     tracing::debug!(code = end.code, reason = %end.reason, "close");
     if let Some(error) = end.error {
         tracing::debug!(%error, "connection failed");
@@ -199,7 +207,9 @@ struct Connection<IO> {
     /// Only the bytes of an unfinished frame; empty (no allocation) when idle.
     read_buf: BytesMut,
     decoder: Decoder,
-    /// Frames taken from the outbox, front partly written.
+    /// Entries just taken from the outbox (kept for its capacity).
+    taken: VecDeque<Entry>,
+    /// Frames being written, front partly written.
     writing: VecDeque<Bytes>,
     state: State,
     /// The idle check, or the close deadline once closing.
@@ -223,6 +233,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
             io,
             read_buf: BytesMut::from(&prefix[..]),
             decoder: Decoder::new(Role::Server, config.max_payload_length),
+            taken: VecDeque::new(),
             writing: VecDeque::new(),
             state: State::Open,
             timer,
@@ -435,8 +446,12 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
     /// is full (`Pending`). One vectored write takes many frames at once.
     fn poll_flush(&mut self, cx: &mut Context<'_>, core: &Core) -> Poll<io::Result<()>> {
         loop {
-            if self.writing.is_empty() && !core.take_queue(&mut self.writing, cx.waker()) {
-                return Pin::new(&mut self.io).poll_flush(cx);
+            if self.writing.is_empty() {
+                if !core.take_queue(&mut self.taken, cx.waker()) {
+                    return Pin::new(&mut self.io).poll_flush(cx);
+                }
+                self.writing
+                    .extend(self.taken.drain(..).map(Entry::into_bytes));
             }
             let mut slices = [IoSlice::new(&[]); MAX_IOV];
             let count = self.writing.len().min(MAX_IOV);

@@ -13,7 +13,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::upgrade::{Accepted, LayerMark};
-use crate::{Config, Handler, driver};
+use crate::{Config, Handler, Hub, driver};
 
 /// Serves WebSockets with one [`Handler`] for every socket that passes it.
 ///
@@ -41,6 +41,7 @@ pub struct WebSocketLayer<H> {
     id: u64,
     handler: Arc<H>,
     config: Arc<Config>,
+    hub: Hub,
 }
 
 impl<H> Clone for WebSocketLayer<H> {
@@ -49,6 +50,7 @@ impl<H> Clone for WebSocketLayer<H> {
             id: self.id,
             handler: Arc::clone(&self.handler),
             config: Arc::clone(&self.config),
+            hub: self.hub.clone(),
         }
     }
 }
@@ -58,6 +60,7 @@ impl<H> std::fmt::Debug for WebSocketLayer<H> {
         f.debug_struct("WebSocketLayer")
             .field("handler", &std::any::type_name::<H>())
             .field("config", &self.config)
+            .field("hub", &self.hub)
             .finish()
     }
 }
@@ -70,7 +73,20 @@ impl<H: Handler> WebSocketLayer<H> {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             handler: Arc::new(handler),
             config: Arc::new(Config::default()),
+            hub: Hub::new(),
         }
+    }
+
+    /// The hub of this layer's sockets: publish to them from anywhere.
+    pub fn hub(&self) -> Hub {
+        self.hub.clone()
+    }
+
+    /// Uses `hub` instead of a hub of its own, so that several layers (say,
+    /// two routes with different handlers) share topics.
+    pub fn with_hub(mut self, hub: Hub) -> Self {
+        self.hub = hub;
+        self
     }
 
     /// Replaces the configuration.
@@ -137,7 +153,9 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        req.extensions_mut().insert(self.layer.mark());
+        let extensions = req.extensions_mut();
+        extensions.insert(self.layer.mark());
+        extensions.insert(self.layer.hub.clone());
         ResponseFuture {
             inner: self.inner.call(req),
             layer: Some(self.layer.clone()),
@@ -178,7 +196,7 @@ where
         if let (Some(accepted), Some(layer)) = (accepted, this.layer.take()) {
             if let Some(conn) = accepted.claim(layer.id) {
                 response.extensions_mut().remove::<Accepted>();
-                driver::spawn(layer.handler, layer.config, conn);
+                driver::spawn(layer.handler, layer.config, layer.hub, conn);
             }
         }
         Poll::Ready(Ok(response))

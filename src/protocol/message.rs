@@ -44,6 +44,11 @@ impl Message {
         }
     }
 
+    /// The payload as shared bytes.
+    pub(crate) fn payload(&self) -> &Bytes {
+        &self.payload
+    }
+
     /// Whether this is a text message.
     pub fn is_text(&self) -> bool {
         self.text

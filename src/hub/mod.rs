@@ -1,0 +1,356 @@
+//! The pub/sub hub: topics, their subscribers, and publish.
+//!
+//! A publish frames its message once; every subscriber's queue gets the same
+//! bytes (see [`batch`]), so fan-out costs one queue operation per recipient
+//! and no copy of the payload.
+
+mod batch;
+mod topic;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+
+pub(crate) use self::batch::Batch;
+pub(crate) use self::topic::{Subscriber, Topic};
+use crate::Message;
+use crate::protocol::frame::OpCode;
+
+/// Topics and subscribers shared by the sockets of one layer.
+///
+/// Cheap to clone; usable from any task, inside or outside a request. Get it
+/// from [`WebSocketLayer::hub`](crate::WebSocketLayer::hub) or, in an axum
+/// handler, as an extractor.
+///
+/// ```
+/// use wshub::{Handler, WebSocketLayer};
+///
+/// struct Feed;
+/// impl Handler for Feed { type Data = (); }
+///
+/// let layer = WebSocketLayer::new(Feed);
+/// let hub = layer.hub();
+/// // From a timer, a queue consumer, another request ...
+/// let reached = hub.publish("prices", r#"{"btc": 1}"#);
+/// assert_eq!(reached, 0); // nobody is subscribed yet
+/// assert_eq!(hub.subscriber_count("prices"), 0);
+/// ```
+#[derive(Clone, Default)]
+pub struct Hub {
+    inner: Arc<HubInner>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("connections", &self.connections())
+            .field("topics", &self.inner.read().len())
+            .finish()
+    }
+}
+
+/// The shared state behind every [`Hub`] handle and socket of a layer.
+#[derive(Default)]
+pub(crate) struct HubInner {
+    topics: RwLock<HashMap<Arc<str>, Arc<Topic>>>,
+    connections: AtomicUsize,
+}
+
+impl Hub {
+    /// A hub with no topics, for sharing between layers
+    /// ([`WebSocketLayer::with_hub`](crate::WebSocketLayer::with_hub)).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub(crate) fn inner(&self) -> &Arc<HubInner> {
+        &self.inner
+    }
+
+    /// Publishes to every subscriber of `topic`; returns how many it reached.
+    ///
+    /// Subscribers that are closing or over their backpressure limit are
+    /// skipped and not counted.
+    pub fn publish(&self, topic: &str, msg: impl Into<Message>) -> usize {
+        self.inner.publish(topic, &msg.into(), None)
+    }
+
+    /// How many sockets are subscribed to `topic`.
+    pub fn subscriber_count(&self, topic: &str) -> usize {
+        self.inner.topic(topic).map_or(0, |t| t.len())
+    }
+
+    /// How many sockets of this hub are open.
+    pub fn connections(&self) -> usize {
+        self.inner.connections.load(Ordering::Acquire)
+    }
+
+    /// The topics with at least one subscriber.
+    pub fn topics(&self) -> Vec<String> {
+        self.inner
+            .read()
+            .keys()
+            .map(|name| name.to_string())
+            .collect()
+    }
+}
+
+impl HubInner {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Arc<str>, Arc<Topic>>> {
+        self.topics.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Arc<str>, Arc<Topic>>> {
+        self.topics.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn topic(&self, name: &str) -> Option<Arc<Topic>> {
+        self.read().get(name).cloned()
+    }
+
+    /// Publishes `msg` to `topic`, skipping the socket `exclude`.
+    pub(crate) fn publish(&self, topic: &str, msg: &Message, exclude: Option<u64>) -> usize {
+        let Some(topic) = self.topic(topic) else {
+            return 0;
+        };
+        let opcode = if msg.is_text() {
+            OpCode::Text
+        } else {
+            OpCode::Binary
+        };
+        topic.publish(opcode, msg.payload(), exclude)
+    }
+
+    /// Adds `subscriber` to `name`, creating the topic if needed.
+    pub(crate) fn subscribe(&self, name: &str, subscriber: Arc<dyn Subscriber>) -> Arc<Topic> {
+        loop {
+            let topic = match self.topic(name) {
+                Some(topic) => topic,
+                None => Arc::clone(
+                    self.write()
+                        .entry(Arc::from(name))
+                        .or_insert_with_key(|name| Topic::new(Arc::clone(name))),
+                ),
+            };
+            // The topic may have emptied and left the map since we found it.
+            if topic.add(Arc::clone(&subscriber)) {
+                return topic;
+            }
+        }
+    }
+
+    /// Removes socket `id` from `topic`, and the topic from the map once empty.
+    pub(crate) fn unsubscribe(&self, topic: &Arc<Topic>, id: u64) {
+        if !topic.remove(id) {
+            return;
+        }
+        let mut topics = self.write();
+        // Decided under the map's lock, so a concurrent subscribe either joins
+        // before (and the topic stays) or finds it removed and starts anew.
+        if topic.remove_if_empty() {
+            if let Some(current) = topics.get(topic.name()) {
+                if Arc::ptr_eq(current, topic) {
+                    topics.remove(topic.shared_name());
+                }
+            }
+        }
+    }
+
+    pub(crate) fn opened(&self) {
+        self.connections.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub(crate) fn closed(&self) {
+        self.connections.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(feature = "axum")]
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Hub {
+    type Rejection = crate::UpgradeRejection;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Hub>()
+            .cloned()
+            .ok_or(crate::UpgradeRejection::MissingLayer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::Barrier;
+    use std::task::Waker;
+
+    use bytes::BytesMut;
+
+    use super::*;
+    use crate::WebSocket;
+    use crate::protocol::{Decoder, Frame, Role};
+    use crate::socket::{Core, Entry, Settings};
+
+    /// A socket without a connection: its queue is read back by hand.
+    fn socket(hub: &Hub) -> WebSocket<()> {
+        let settings = Settings {
+            backpressure_limit: 64 << 20,
+            close_on_backpressure_limit: false,
+            publish_to_self: false,
+        };
+        WebSocket::new(Core::new(Arc::clone(hub.inner()), settings, None, None), ())
+    }
+
+    /// Every text message queued to `ws` so far, in queue order.
+    fn received(ws: &WebSocket<()>) -> Vec<String> {
+        let mut taken = VecDeque::new();
+        let mut wire = BytesMut::new();
+        while ws.core().take_queue(&mut taken, Waker::noop()) {
+            for entry in taken.drain(..) {
+                let bytes = entry.into_bytes();
+                ws.core().written(bytes.len());
+                wire.extend_from_slice(&bytes);
+            }
+        }
+        let mut decoder = Decoder::new(Role::Client, usize::MAX);
+        let mut out = Vec::new();
+        while let Ok(Some(Frame::Message(msg))) = decoder.decode(&mut wire) {
+            out.push(msg.as_text().unwrap_or_default().to_owned());
+        }
+        assert!(wire.is_empty(), "only whole frames are queued");
+        out
+    }
+
+    #[test]
+    fn publish_reaches_subscribers_but_not_the_sender() {
+        let hub = Hub::new();
+        let (a, b, c) = (socket(&hub), socket(&hub), socket(&hub));
+        assert!(a.subscribe("room") && b.subscribe("room"));
+        assert!(!a.subscribe("room"), "already subscribed");
+        assert_eq!(a.publish("room", "from a"), 1);
+        assert_eq!(c.publish("room", "from c, not subscribed"), 2);
+        assert_eq!(hub.publish("room", "from the hub"), 2);
+        assert_eq!(received(&a), ["from c, not subscribed", "from the hub"]);
+        assert_eq!(
+            received(&b),
+            ["from a", "from c, not subscribed", "from the hub"]
+        );
+        assert!(received(&c).is_empty());
+    }
+
+    #[test]
+    fn consecutive_publishes_share_one_buffer_per_subscriber() {
+        let hub = Hub::new();
+        let subs: Vec<_> = (0..3).map(|_| socket(&hub)).collect();
+        for s in &subs {
+            s.subscribe("t");
+        }
+        for i in 0..50 {
+            hub.publish("t", format!("message {i}"));
+        }
+        let mut firsts = Vec::new();
+        for s in &subs {
+            let mut taken = VecDeque::new();
+            assert!(s.core().take_queue(&mut taken, Waker::noop()));
+            assert_eq!(taken.len(), 1, "50 publishes merge into one slice");
+            firsts.push(taken.pop_front().map(Entry::into_bytes).unwrap_or_default());
+        }
+        assert!(
+            firsts.windows(2).all(|w| w[0].as_ptr() == w[1].as_ptr()),
+            "same bytes for all"
+        );
+    }
+
+    #[test]
+    fn sends_and_publishes_keep_their_order() {
+        let hub = Hub::new();
+        let (a, b) = (socket(&hub), socket(&hub));
+        b.subscribe("t");
+        b.send("direct 1");
+        a.publish("t", "published 1");
+        b.send("direct 2");
+        a.publish("t", "published 2");
+        hub.publish("t", "x".repeat(5000)); // large: its own buffers
+        b.send("direct 3");
+        let got = received(&b);
+        assert_eq!(
+            got[..4],
+            ["direct 1", "published 1", "direct 2", "published 2"]
+        );
+        assert_eq!(got[4].len(), 5000);
+        assert_eq!(got[5], "direct 3");
+    }
+
+    #[test]
+    fn empty_topics_disappear() {
+        let hub = Hub::new();
+        let (a, b) = (socket(&hub), socket(&hub));
+        a.subscribe("x");
+        b.subscribe("x");
+        a.subscribe("y");
+        assert_eq!(hub.subscriber_count("x"), 2);
+        let mut topics = hub.topics();
+        topics.sort();
+        assert_eq!(topics, ["x", "y"]);
+        assert_eq!(a.subscriptions().len(), 2);
+        assert!(a.unsubscribe("x") && !a.unsubscribe("x"));
+        assert_eq!(hub.subscriber_count("x"), 1);
+        a.core().leave_hub();
+        b.core().leave_hub();
+        assert!(hub.topics().is_empty());
+        assert!(!a.subscribe("z"), "a closed socket cannot subscribe");
+        assert!(hub.topics().is_empty());
+    }
+
+    #[test]
+    fn concurrent_publishes_and_churn_lose_nothing_for_steady_subscribers() {
+        const PUBLISHERS: usize = 4;
+        const MESSAGES: usize = 2000;
+        let hub = Hub::new();
+        let steady: Vec<_> = (0..3).map(|_| socket(&hub)).collect();
+        for s in &steady {
+            s.subscribe("t");
+        }
+        let barrier = Barrier::new(PUBLISHERS + 2);
+        std::thread::scope(|scope| {
+            for p in 0..PUBLISHERS {
+                let (hub, barrier) = (&hub, &barrier);
+                scope.spawn(move || {
+                    barrier.wait();
+                    for i in 0..MESSAGES {
+                        hub.publish("t", format!("{p}:{i}"));
+                    }
+                });
+            }
+            for _ in 0..2 {
+                let (hub, barrier) = (&hub, &barrier);
+                scope.spawn(move || {
+                    barrier.wait();
+                    for _ in 0..MESSAGES {
+                        let churner = socket(hub);
+                        churner.subscribe("t");
+                        churner.subscribe("other");
+                        churner.unsubscribe("t");
+                        churner.core().leave_hub();
+                    }
+                });
+            }
+        });
+        for s in &steady {
+            let got = received(s);
+            assert_eq!(got.len(), PUBLISHERS * MESSAGES);
+            let mut next = [0usize; PUBLISHERS];
+            for m in got {
+                let (p, i) = m.split_once(':').unwrap();
+                let (p, i): (usize, usize) = (p.parse().unwrap(), i.parse().unwrap());
+                assert_eq!(i, next[p], "publisher {p} out of order");
+                next[p] += 1;
+            }
+        }
+        assert_eq!(hub.topics(), ["t"]);
+        assert_eq!(hub.subscriber_count("t"), 3);
+    }
+}

@@ -1,0 +1,417 @@
+//! The untyped state of a socket, shared by its handles, its driver and the
+//! topics it subscribes to: the outbound queue, counters and subscriptions.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::Waker;
+
+use bytes::{Bytes, BytesMut};
+
+use super::ReadyState;
+use crate::SendStatus;
+use crate::hub::{Batch, HubInner, Topic};
+use crate::protocol::close::CloseBody;
+use crate::protocol::close_code;
+use crate::protocol::frame::{MAX_CONTROL_PAYLOAD, OpCode};
+use crate::protocol::{encode_frame, encode_header};
+
+/// Payloads up to this size are copied next to their header into one buffer;
+/// larger ones are queued as they are, behind a separate header.
+pub(crate) const COPY_LIMIT: usize = 4096;
+
+/// One item of the outbound queue.
+#[derive(Debug)]
+pub(crate) enum Entry {
+    /// Encoded frame bytes owned by this queue (or shared, for large payloads).
+    Bytes(Bytes),
+    /// Frames published to a topic: a range of the topic's shared batch.
+    Slice {
+        batch: Arc<Batch>,
+        range: Range<usize>,
+    },
+}
+
+impl Entry {
+    /// The bytes to write.
+    pub(crate) fn into_bytes(self) -> Bytes {
+        match self {
+            Self::Bytes(bytes) => bytes,
+            Self::Slice { batch, range } => batch.slice(range),
+        }
+    }
+}
+
+/// Everything about a socket that is not its typed data.
+pub(crate) struct Core {
+    pub(crate) id: u64,
+    pub(crate) remote_addr: Option<SocketAddr>,
+    pub(crate) protocol: Option<Box<str>>,
+    pub(crate) hub: Arc<HubInner>,
+    pub(crate) publish_to_self: bool,
+    state: AtomicU8,
+    /// Bytes in the outbox plus those the driver took and has not written.
+    buffered: AtomicUsize,
+    /// The driver holds data the connection would not take.
+    blocked: AtomicBool,
+    /// A send reported backpressure or was dropped: call `drain` once empty.
+    needs_drain: AtomicBool,
+    /// Everything was written since `needs_drain` was set.
+    drained: AtomicBool,
+    limit: usize,
+    close_on_limit: bool,
+    outbox: Mutex<Outbox>,
+    topics: Mutex<Subscriptions>,
+}
+
+/// Frames waiting for the driver, and the driver's wake-up.
+#[derive(Default)]
+pub(crate) struct Outbox {
+    queue: VecDeque<Entry>,
+    /// Set by the driver when it found the queue empty.
+    waker: Option<Waker>,
+    /// Open `cork` calls: the driver is not woken until the last one ends.
+    corks: u32,
+    /// The close frame queued so far, if any: no data may follow it.
+    pub(crate) close: Option<(u16, String)>,
+    pub(crate) terminated: bool,
+}
+
+/// The topics a socket is subscribed to.
+#[derive(Default)]
+struct Subscriptions {
+    topics: Vec<Arc<Topic>>,
+    /// The socket has left the hub for good: no new subscriptions.
+    closed: bool,
+}
+
+/// Settings a socket takes from its layer.
+pub(crate) struct Settings {
+    pub(crate) backpressure_limit: usize,
+    pub(crate) close_on_backpressure_limit: bool,
+    pub(crate) publish_to_self: bool,
+}
+
+impl Core {
+    pub(crate) fn new(
+        hub: Arc<HubInner>,
+        settings: Settings,
+        remote_addr: Option<SocketAddr>,
+        protocol: Option<Box<str>>,
+    ) -> Self {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+        Self {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            remote_addr,
+            protocol,
+            hub,
+            publish_to_self: settings.publish_to_self,
+            state: AtomicU8::new(ReadyState::Open as u8),
+            buffered: AtomicUsize::new(0),
+            blocked: AtomicBool::new(false),
+            needs_drain: AtomicBool::new(false),
+            drained: AtomicBool::new(false),
+            limit: settings.backpressure_limit,
+            close_on_limit: settings.close_on_backpressure_limit,
+            outbox: Mutex::new(Outbox::default()),
+            topics: Mutex::new(Subscriptions::default()),
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Outbox> {
+        // Nothing panics while holding the lock; recover rather than spread a poison.
+        self.outbox.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn subscriptions(&self) -> MutexGuard<'_, Subscriptions> {
+        self.topics.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn ready_state(&self) -> ReadyState {
+        match self.state.load(Ordering::Acquire) {
+            0 => ReadyState::Connecting,
+            1 => ReadyState::Open,
+            2 => ReadyState::Closing,
+            _ => ReadyState::Closed,
+        }
+    }
+
+    pub(crate) fn set_state(&self, state: ReadyState) {
+        self.state.fetch_max(state as u8, Ordering::AcqRel);
+    }
+
+    pub(crate) fn buffered(&self) -> usize {
+        self.buffered.load(Ordering::Acquire)
+    }
+
+    /// The driver wrote `n` queued bytes.
+    pub(crate) fn written(&self, n: usize) {
+        self.buffered.fetch_sub(n, Ordering::AcqRel);
+    }
+
+    /// The stream would not take all the driver had to write.
+    pub(crate) fn set_blocked(&self) {
+        self.blocked.store(true, Ordering::Release);
+    }
+
+    /// Moves every queued entry into `into` (which must be empty); returns
+    /// false, and arranges for `waker` to be woken by the next send, when
+    /// there were none: everything queued has then been written.
+    pub(crate) fn take_queue(&self, into: &mut VecDeque<Entry>, waker: &Waker) -> bool {
+        let mut outbox = self.lock();
+        if !outbox.queue.is_empty() {
+            std::mem::swap(&mut outbox.queue, into);
+            return true;
+        }
+        if !outbox.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            outbox.waker = Some(waker.clone());
+        }
+        drop(outbox);
+        self.blocked.store(false, Ordering::Release);
+        if self.needs_drain.swap(false, Ordering::AcqRel) {
+            self.drained.store(true, Ordering::Release);
+        }
+        false
+    }
+
+    /// Whether `drain` is due, once.
+    pub(crate) fn take_drain(&self) -> bool {
+        self.drained.load(Ordering::Acquire) && self.drained.swap(false, Ordering::AcqRel)
+    }
+
+    /// Queues a data message sent to this socket alone.
+    pub(crate) fn send_data(&self, opcode: OpCode, payload: Bytes) -> SendStatus {
+        let mut head = BytesMut::new();
+        let body = if payload.len() <= COPY_LIMIT {
+            encode_frame(&mut head, opcode, &payload, None);
+            None
+        } else {
+            encode_header(&mut head, opcode, payload.len());
+            Some(payload)
+        };
+        let head = Entry::Bytes(head.freeze());
+        match body {
+            None => self.push(head),
+            Some(body) => self.push_pair(head, Entry::Bytes(body)),
+        }
+    }
+
+    /// Queues a ping or pong; control frames are not held back by the limit.
+    pub(crate) fn send_control(&self, opcode: OpCode, payload: &[u8]) -> SendStatus {
+        let payload = &payload[..payload.len().min(MAX_CONTROL_PAYLOAD)];
+        let mut frame = BytesMut::new();
+        encode_frame(&mut frame, opcode, payload, None);
+        let len = frame.len();
+        let mut outbox = self.lock();
+        if outbox.close.is_some() || outbox.terminated {
+            return SendStatus::Dropped;
+        }
+        outbox.queue.push_back(Entry::Bytes(frame.freeze()));
+        self.queued(outbox, len)
+    }
+
+    /// Queues a published frame: a range of a topic's batch, merged with the
+    /// previous entry when it continues it. Returns whether it was queued.
+    pub(crate) fn deliver_slice(&self, batch: &Arc<Batch>, range: Range<usize>) -> bool {
+        let len = range.len();
+        let Some(mut outbox) = self.admit() else {
+            return false;
+        };
+        match outbox.queue.back_mut() {
+            Some(Entry::Slice {
+                batch: last,
+                range: last_range,
+            }) if Arc::ptr_eq(last, batch) && last_range.end == range.start => {
+                last_range.end = range.end;
+            }
+            _ => outbox.queue.push_back(Entry::Slice {
+                batch: Arc::clone(batch),
+                range,
+            }),
+        }
+        self.queued(outbox, len);
+        true
+    }
+
+    /// Queues a published large frame (its header and its shared payload).
+    pub(crate) fn deliver_pair(&self, head: &Bytes, body: &Bytes) -> bool {
+        !matches!(
+            self.push_pair(Entry::Bytes(head.clone()), Entry::Bytes(body.clone())),
+            SendStatus::Dropped
+        )
+    }
+
+    fn push(&self, entry: Entry) -> SendStatus {
+        let len = entry_len(&entry);
+        let Some(mut outbox) = self.admit() else {
+            return SendStatus::Dropped;
+        };
+        outbox.queue.push_back(entry);
+        self.queued(outbox, len)
+    }
+
+    fn push_pair(&self, head: Entry, body: Entry) -> SendStatus {
+        let len = entry_len(&head) + entry_len(&body);
+        let Some(mut outbox) = self.admit() else {
+            return SendStatus::Dropped;
+        };
+        outbox.queue.push_back(head);
+        outbox.queue.push_back(body);
+        self.queued(outbox, len)
+    }
+
+    /// Locks the outbox if a data frame may be queued: not closing, not over
+    /// the backpressure limit (which may close the socket instead).
+    fn admit(&self) -> Option<MutexGuard<'_, Outbox>> {
+        let outbox = self.lock();
+        if outbox.close.is_some() || outbox.terminated {
+            return None;
+        }
+        if self.buffered() > self.limit {
+            drop(outbox);
+            self.needs_drain.store(true, Ordering::Release);
+            if self.close_on_limit {
+                self.begin_close(close_code::POLICY, "backpressure limit");
+            }
+            return None;
+        }
+        Some(outbox)
+    }
+
+    /// Queues a close frame unless one is queued already; returns whether it did.
+    pub(crate) fn begin_close(&self, code: u16, reason: &str) -> bool {
+        let mut frame = BytesMut::new();
+        encode_frame(
+            &mut frame,
+            OpCode::Close,
+            &CloseBody::encode(code, reason),
+            None,
+        );
+        let len = frame.len();
+        let mut outbox = self.lock();
+        if outbox.close.is_some() || outbox.terminated {
+            return false;
+        }
+        outbox.close = Some((code, reason.to_owned()));
+        outbox.queue.push_back(Entry::Bytes(frame.freeze()));
+        self.set_state(ReadyState::Closing);
+        self.queued(outbox, len);
+        true
+    }
+
+    /// Drops the connection without a close frame.
+    pub(crate) fn terminate(&self) {
+        let waker = {
+            let mut outbox = self.lock();
+            outbox.terminated = true;
+            outbox.waker.take()
+        };
+        self.set_state(ReadyState::Closing);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// Counts `len` newly queued bytes, wakes the driver unless corked, and
+    /// reports the status of the send.
+    fn queued(&self, mut outbox: MutexGuard<'_, Outbox>, len: usize) -> SendStatus {
+        let buffered = self.buffered.fetch_add(len, Ordering::AcqRel) + len;
+        let waker = if outbox.corks == 0 {
+            outbox.waker.take()
+        } else {
+            None
+        };
+        drop(outbox);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        if buffered > self.limit || self.blocked.load(Ordering::Acquire) {
+            self.needs_drain.store(true, Ordering::Release);
+            SendStatus::Backpressure
+        } else {
+            SendStatus::Sent(len)
+        }
+    }
+
+    /// Holds back the driver's wake-up until the matching [`uncork`](Self::uncork).
+    pub(crate) fn cork(&self) {
+        self.lock().corks += 1;
+    }
+
+    /// Ends a [`cork`](Self::cork); the last one wakes the driver if anything is queued.
+    pub(crate) fn uncork(&self) {
+        let waker = {
+            let mut outbox = self.lock();
+            outbox.corks = outbox.corks.saturating_sub(1);
+            if outbox.corks == 0 && !outbox.queue.is_empty() {
+                outbox.waker.take()
+            } else {
+                None
+            }
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// Subscribes to `name` through `me` (this socket as a subscriber);
+    /// false if already subscribed or closed.
+    pub(crate) fn subscribe(
+        &self,
+        name: &str,
+        me: impl FnOnce() -> Arc<dyn crate::hub::Subscriber>,
+    ) -> bool {
+        let mut subs = self.subscriptions();
+        if subs.closed || subs.topics.iter().any(|t| t.name() == name) {
+            return false;
+        }
+        let topic = self.hub.subscribe(name, me());
+        subs.topics.push(topic);
+        true
+    }
+
+    /// Leaves `name`; false if not subscribed.
+    pub(crate) fn unsubscribe(&self, name: &str) -> bool {
+        let mut subs = self.subscriptions();
+        let Some(at) = subs.topics.iter().position(|t| t.name() == name) else {
+            return false;
+        };
+        let topic = subs.topics.swap_remove(at);
+        drop(subs);
+        self.hub.unsubscribe(&topic, self.id);
+        true
+    }
+
+    pub(crate) fn is_subscribed(&self, name: &str) -> bool {
+        self.subscriptions().topics.iter().any(|t| t.name() == name)
+    }
+
+    pub(crate) fn subscription_names(&self) -> Vec<String> {
+        self.subscriptions()
+            .topics
+            .iter()
+            .map(|t| t.name().to_owned())
+            .collect()
+    }
+
+    /// Leaves every topic for good; the socket is closed.
+    pub(crate) fn leave_hub(&self) {
+        let topics = {
+            let mut subs = self.subscriptions();
+            subs.closed = true;
+            std::mem::take(&mut subs.topics)
+        };
+        for topic in topics {
+            self.hub.unsubscribe(&topic, self.id);
+        }
+    }
+}
+
+fn entry_len(entry: &Entry) -> usize {
+    match entry {
+        Entry::Bytes(bytes) => bytes.len(),
+        Entry::Slice { range, .. } => range.len(),
+    }
+}
