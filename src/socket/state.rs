@@ -77,6 +77,15 @@ pub(crate) struct Outbox {
     /// The close frame queued so far, if any: no data may follow it.
     pub(crate) close: Option<(u16, String)>,
     pub(crate) terminated: bool,
+    /// The connection is gone: nothing will be written any more.
+    ended: bool,
+}
+
+impl Outbox {
+    /// Whether a data frame (or a first close frame) may still be queued.
+    fn accepts_data(&self) -> bool {
+        self.close.is_none() && !self.terminated && !self.ended
+    }
 }
 
 /// The topics a socket is subscribed to.
@@ -205,7 +214,7 @@ impl Core {
         encode_frame(&mut frame, opcode, payload, None);
         let len = frame.len();
         let mut outbox = self.lock();
-        if outbox.close.is_some() || outbox.terminated {
+        if !outbox.accepts_data() {
             return SendStatus::Dropped;
         }
         outbox.queue.push_back(Entry::Bytes(frame.freeze()));
@@ -266,7 +275,7 @@ impl Core {
     /// the backpressure limit (which may close the socket instead).
     fn admit(&self) -> Option<MutexGuard<'_, Outbox>> {
         let outbox = self.lock();
-        if outbox.close.is_some() || outbox.terminated {
+        if !outbox.accepts_data() {
             return None;
         }
         if self.buffered() > self.limit {
@@ -291,7 +300,7 @@ impl Core {
         );
         let len = frame.len();
         let mut outbox = self.lock();
-        if outbox.close.is_some() || outbox.terminated {
+        if !outbox.accepts_data() {
             return false;
         }
         outbox.close = Some((code, reason.to_owned()));
@@ -299,6 +308,21 @@ impl Core {
         self.set_state(ReadyState::Closing);
         self.queued(outbox, len);
         true
+    }
+
+    /// The connection is gone: drops whatever is still queued and refuses
+    /// every later send.
+    pub(crate) fn shut(&self) {
+        let queued = {
+            let mut outbox = self.lock();
+            outbox.ended = true;
+            outbox.waker = None;
+            std::mem::take(&mut outbox.queue)
+        };
+        drop(queued);
+        // Whatever the driver still held is gone with it too.
+        self.buffered.store(0, Ordering::Release);
+        self.set_state(ReadyState::Closed);
     }
 
     /// Drops the connection without a close frame.
