@@ -1,0 +1,124 @@
+//! cargo run --example chat [-- ADDR]    then open http://127.0.0.1:3000
+//!
+//! A chat room in a browser: log in with a name (kept in a `user` cookie),
+//! see who is online, talk. Ordinary axum routes serve the page and the
+//! login; `GET /ws` turns the cookie into typed per-socket data with
+//! [`Upgrade::accept`], and the [`room::Chat`] handler does the rest
+//! through the hub's `lobby` topic.
+//!
+//! Listens on 127.0.0.1:3000, or on ADDR (first argument, else `CHAT_ADDR`);
+//! port 0 picks a free port. The first line on stdout is the URL; logs
+//! (`RUST_LOG`, default `info` plus tower-http's request traces) go to stderr.
+//!
+//! The cookie is a bare name, so anyone can be anyone: a real application
+//! would use a signed or private cookie (axum-extra's `SignedCookieJar`)
+//! and check the `Origin` of the upgrade request.
+
+mod room;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
+use tower_http::trace::TraceLayer;
+use tracing_subscriber::EnvFilter;
+use wshub::{Config, Upgrade, WebSocketLayer};
+
+use crate::room::{Chat, User};
+
+/// The page: a login form and a chat view; `{view}` says which one shows.
+const INDEX: &str = include_str!("index.html");
+/// The cookie that holds the user's name.
+const USER_COOKIE: &str = "user";
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,tower_http=debug".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let addr = std::env::args()
+        .nth(1)
+        .or_else(|| std::env::var("CHAT_ADDR").ok())
+        .unwrap_or_else(|| "127.0.0.1:3000".to_owned());
+    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    println!("chat on http://{}", listener.local_addr()?);
+    // The connect info gives `WebSocket::remote_addr` (and the logs) the peer's address.
+    axum::serve(
+        listener,
+        app().into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .await
+}
+
+/// The whole application: pages, login, and the WebSocket route.
+fn app() -> Router {
+    // With `publish_to_self`, a message reaches its sender through the room
+    // like everyone else's, so every client sees the same order.
+    let config = Config::default()
+        .publish_to_self(true)
+        .max_payload_length(4 << 10);
+    Router::new()
+        .route("/", get(index))
+        .route("/login", post(login))
+        .route("/logout", post(logout))
+        .route("/ws", get(ws))
+        .layer(WebSocketLayer::new(Chat::default()).config(config))
+        .layer(TraceLayer::new_for_http())
+}
+
+/// The page, with the chat view for a logged-in user and the login form otherwise.
+async fn index(jar: CookieJar) -> Html<String> {
+    let view = if jar.get(USER_COOKIE).is_some() {
+        "chat"
+    } else {
+        "login"
+    };
+    Html(INDEX.replacen("{view}", view, 1))
+}
+
+/// Logs in with the form field `name`: sets the cookie and goes back to the page.
+async fn login(jar: CookieJar, Form(form): Form<HashMap<String, String>>) -> Response {
+    let Some(name) = form.get("name").and_then(|name| valid_name(name)) else {
+        let reason = "a name is 1 to 32 characters, none of them control characters";
+        return (StatusCode::BAD_REQUEST, reason).into_response();
+    };
+    let cookie = Cookie::build((USER_COOKIE, name.to_owned()))
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax);
+    (jar.add(cookie), Redirect::to("/")).into_response()
+}
+
+/// Forgets the user and goes back to the page.
+async fn logout(jar: CookieJar) -> impl IntoResponse {
+    (
+        jar.remove(Cookie::build(USER_COOKIE).path("/")),
+        Redirect::to("/"),
+    )
+}
+
+/// Opens a socket for a logged-in user, with their name as the socket's data.
+async fn ws(upgrade: Upgrade<User>, jar: CookieJar) -> Response {
+    // The cookie comes from the client: check it like the login form does.
+    match jar.get(USER_COOKIE).and_then(|c| valid_name(c.value())) {
+        Some(name) => upgrade.accept(User {
+            name: name.to_owned(),
+        }),
+        None => StatusCode::UNAUTHORIZED.into_response(),
+    }
+}
+
+/// The name without surrounding spaces, if it is 1 to 32 characters with no
+/// control character among them.
+fn valid_name(name: &str) -> Option<&str> {
+    let name = name.trim();
+    let len = name.chars().count();
+    ((1..=32).contains(&len) && !name.chars().any(char::is_control)).then_some(name)
+}

@@ -1,0 +1,93 @@
+//! The chat example in a real browser: two headless Chromium pages with
+//! separate cookies log in through the page's form and talk to each other.
+//!
+//! Needs Chromium (`chromium` on PATH, or `CHROMIUM=/path`); `scripts/test.sh`
+//! installs it. Without it this test fails, saying so.
+
+#[path = "common/cdp.rs"]
+mod cdp;
+mod common;
+
+use std::time::Duration;
+
+use crate::cdp::{Browser, Page};
+use crate::common::{ChatServer, with_timeout};
+
+/// How long one step (a page load, a message arriving) may take.
+const STEP: Duration = Duration::from_secs(10);
+
+#[tokio::test]
+async fn two_browsers_chat() {
+    with_timeout(Duration::from_secs(60), async {
+        let server = ChatServer::start().await;
+        let url = format!("http://{}/", server.addr);
+        let browser = Browser::launch().await;
+        // Separate browser contexts: each page has its own `user` cookie.
+        let alice = browser.isolated_page().await;
+        let bob = browser.isolated_page().await;
+        log_in(&alice, &url, "alice").await;
+        log_in(&bob, &url, "bob").await;
+
+        // Both are in the room before anyone speaks.
+        alice.wait_for(&is_online("bob"), STEP).await;
+        bob.wait_for(&is_online("alice"), STEP).await;
+
+        say(&alice, "hello from alice").await;
+        say(&bob, "hi alice, bob here").await;
+        bob.wait_for(&has_line("alice: hello from alice"), STEP)
+            .await;
+        alice
+            .wait_for(&has_line("bob: hi alice, bob here"), STEP)
+            .await;
+        browser.close().await;
+    })
+    .await;
+}
+
+/// Logs in through the page's form, then waits for the chat view to show
+/// the user online (the socket is open and the server sent the room's list).
+async fn log_in(page: &Page<'_>, url: &str, name: &str) {
+    page.navigate(url).await;
+    page.wait_for("document.body?.dataset.view === 'login'", STEP)
+        .await;
+    let submit = format!(
+        "document.getElementById('login-name').value = {};
+         document.getElementById('login-submit').click();",
+        js(name)
+    );
+    page.evaluate(&submit).await.unwrap();
+    page.wait_for("document.body?.dataset.view === 'chat'", STEP)
+        .await;
+    page.wait_for(&is_online(name), STEP).await;
+}
+
+/// Types `text` into the message box and clicks Send.
+async fn say(page: &Page<'_>, text: &str) {
+    let send = format!(
+        "document.getElementById('input').value = {};
+         document.getElementById('send').click();",
+        js(text)
+    );
+    page.evaluate(&send).await.unwrap();
+}
+
+/// Whether `#online` lists `name`.
+fn is_online(name: &str) -> String {
+    format!(
+        "[...document.querySelectorAll('#online li')].some((li) => li.textContent === {})",
+        js(name)
+    )
+}
+
+/// Whether `#messages` has the line `line`.
+fn has_line(line: &str) -> String {
+    format!(
+        "[...document.querySelectorAll('#messages li')].some((li) => li.textContent === {})",
+        js(line)
+    )
+}
+
+/// `text` as a JavaScript string literal.
+fn js(text: &str) -> String {
+    serde_json::Value::from(text).to_string()
+}

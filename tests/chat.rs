@@ -1,0 +1,287 @@
+//! The chat example over the wire: log in over HTTP, chat with
+//! tokio-tungstenite clients carrying the login cookie.
+
+mod common;
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::common::{ChatServer, with_timeout};
+
+type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// How long any one test may take before it fails.
+const TEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[tokio::test]
+async fn alice_and_bob_chat() {
+    with_timeout(TEST_TIMEOUT, async {
+        let server = ChatServer::start().await;
+        let mut alice = connect(&server, &login(&server, "alice").await).await;
+        assert_eq!(next_event(&mut alice).await, presence("alice", &["alice"]));
+        assert_eq!(next_event(&mut alice).await, join("alice"));
+
+        let mut bob = connect(&server, &login(&server, "bob").await).await;
+        assert_eq!(
+            next_event(&mut bob).await,
+            presence("bob", &["alice", "bob"])
+        );
+        assert_eq!(next_event(&mut bob).await, join("bob"));
+        assert_eq!(next_event(&mut alice).await, join("bob"));
+
+        // Everyone, the sender included, gets the message through the room.
+        alice.send(Message::text("hi bob")).await.unwrap();
+        let hi = message("alice", "hi bob");
+        assert_eq!(next_event(&mut bob).await, hi);
+        assert_eq!(next_event(&mut alice).await, hi);
+
+        alice.close(None).await.unwrap();
+        assert_eq!(next_event(&mut bob).await, leave("alice"));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn upgrade_without_a_valid_cookie_is_unauthorized() {
+    with_timeout(TEST_TIMEOUT, async {
+        let server = ChatServer::start().await;
+        // No cookie, an empty name, a name with a control character.
+        for cookie in [None, Some("user="), Some("user=a%07b")] {
+            let mut request = format!("ws://{}/ws", server.addr)
+                .into_client_request()
+                .unwrap();
+            if let Some(cookie) = cookie {
+                request
+                    .headers_mut()
+                    .insert("cookie", cookie.parse().unwrap());
+            }
+            match tokio_tungstenite::connect_async(request).await {
+                Err(WsError::Http(response)) => {
+                    assert_eq!(response.status(), 401, "cookie {cookie:?}");
+                }
+                other => panic!("cookie {cookie:?}: expected a 401, got {other:?}"),
+            }
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn login_checks_the_name() {
+    with_timeout(TEST_TIMEOUT, async {
+        let server = ChatServer::start().await;
+        let too_long = "a".repeat(33);
+        for name in ["", "   ", &too_long, "a\u{7}b", "a\nb"] {
+            let response = post_form(&server, "/login", None, &form_field("name", name)).await;
+            assert_eq!(response.status, 400, "name {name:?}");
+            assert_eq!(response.header("set-cookie"), None);
+        }
+        let response = post_form(&server, "/login", None, "nom=alice").await;
+        assert_eq!(response.status, 400);
+
+        // 32 characters (more bytes), spaces trimmed: the name survives the
+        // cookie's percent-encoding and reaches the socket's data.
+        let name = "Zoë 🦀".repeat(6) + "ab";
+        assert_eq!(name.chars().count(), 32);
+        let cookie = login(&server, &format!("  {name} ")).await;
+        let mut zoe = connect(&server, &cookie).await;
+        assert_eq!(next_event(&mut zoe).await, presence(&name, &[&name]));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn page_shows_login_or_chat_and_logout_clears_the_cookie() {
+    with_timeout(TEST_TIMEOUT, async {
+        let server = ChatServer::start().await;
+        let page = request(&server, "GET", "/", None, None).await;
+        assert_eq!(page.status, 200);
+        assert_eq!(
+            page.header("content-type"),
+            Some("text/html; charset=utf-8")
+        );
+        assert!(page.body.contains(r#"<body data-view="login">"#));
+        assert!(page.body.contains(r#"id="login-name""#));
+
+        let cookie = login(&server, "alice").await;
+        let page = request(&server, "GET", "/", Some(&cookie), None).await;
+        assert!(page.body.contains(r#"<body data-view="chat">"#));
+
+        let response = post_form(&server, "/logout", Some(&cookie), "").await;
+        assert_eq!(response.status, 303);
+        assert_eq!(response.header("location"), Some("/"));
+        let removal = response.header("set-cookie").expect("a removal cookie");
+        assert!(removal.starts_with("user=;"), "{removal}");
+        assert!(removal.contains("Max-Age=0"), "{removal}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_user_in_two_tabs_is_online_once() {
+    with_timeout(TEST_TIMEOUT, async {
+        let server = ChatServer::start().await;
+        let alice_cookie = login(&server, "alice").await;
+        let mut tab1 = connect(&server, &alice_cookie).await;
+        assert_eq!(next_event(&mut tab1).await, presence("alice", &["alice"]));
+        assert_eq!(next_event(&mut tab1).await, join("alice"));
+        let mut tab2 = connect(&server, &alice_cookie).await;
+        assert_eq!(next_event(&mut tab2).await, presence("alice", &["alice"]));
+
+        // No second join for alice: bob's is the next thing tab 2 hears.
+        let mut bob = connect(&server, &login(&server, "bob").await).await;
+        assert_eq!(
+            next_event(&mut bob).await,
+            presence("bob", &["alice", "bob"])
+        );
+        assert_eq!(next_event(&mut bob).await, join("bob"));
+        assert_eq!(next_event(&mut tab2).await, join("bob"));
+
+        // Closing one tab is no leave; closing the last one is.
+        tab1.close(None).await.unwrap();
+        while tab1.next().await.is_some() {}
+        tab2.send(Message::text("still here")).await.unwrap();
+        assert_eq!(next_event(&mut bob).await, message("alice", "still here"));
+        tab2.close(None).await.unwrap();
+        assert_eq!(next_event(&mut bob).await, leave("alice"));
+    })
+    .await;
+}
+
+fn presence(you: &str, names: &[&str]) -> Value {
+    json!({"type": "presence", "you": you, "names": names})
+}
+
+fn join(name: &str) -> Value {
+    json!({"type": "join", "name": name})
+}
+
+fn leave(name: &str) -> Value {
+    json!({"type": "leave", "name": name})
+}
+
+fn message(name: &str, text: &str) -> Value {
+    json!({"type": "message", "name": name, "text": text})
+}
+
+/// Logs in as `name` through the form route; returns the cookie (`user=...`).
+async fn login(server: &ChatServer, name: &str) -> String {
+    let response = post_form(server, "/login", None, &form_field("name", name)).await;
+    assert_eq!(response.status, 303, "login as {name:?}: {}", response.body);
+    assert_eq!(response.header("location"), Some("/"));
+    let set_cookie = response.header("set-cookie").expect("set-cookie");
+    let cookie = set_cookie.split(';').next().unwrap_or_default();
+    assert!(cookie.starts_with("user="), "{set_cookie}");
+    cookie.to_owned()
+}
+
+/// Opens the chat socket with the login cookie.
+async fn connect(server: &ChatServer, cookie: &str) -> Client {
+    let mut request = format!("ws://{}/ws", server.addr)
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("cookie", cookie.parse().unwrap());
+    let (client, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    client
+}
+
+/// The next event the server sent, as JSON.
+async fn next_event(client: &mut Client) -> Value {
+    loop {
+        match client.next().await {
+            Some(Ok(Message::Text(text))) => return serde_json::from_str(&text).unwrap(),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+            other => panic!("expected an event, got {other:?}"),
+        }
+    }
+}
+
+/// `name=value`, form-urlencoded.
+fn form_field(name: &str, value: &str) -> String {
+    let mut encoded = format!("{name}=");
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() {
+            encoded.push(byte as char);
+        } else {
+            write!(encoded, "%{byte:02X}").unwrap();
+        }
+    }
+    encoded
+}
+
+/// An HTTP/1.1 response, read to the end.
+#[derive(Debug)]
+struct HttpResponse {
+    status: u16,
+    head: String,
+    body: String,
+}
+
+impl HttpResponse {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().skip(1).find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.eq_ignore_ascii_case(name).then_some(value.trim())
+        })
+    }
+}
+
+async fn post_form(
+    server: &ChatServer,
+    path: &str,
+    cookie: Option<&str>,
+    form: &str,
+) -> HttpResponse {
+    request(server, "POST", path, cookie, Some(form)).await
+}
+
+/// One request on its own connection, written by hand: what a browser sends,
+/// without a client library in between.
+async fn request(
+    server: &ChatServer,
+    method: &str,
+    path: &str,
+    cookie: Option<&str>,
+    form: Option<&str>,
+) -> HttpResponse {
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\n",
+        server.addr
+    );
+    if let Some(cookie) = cookie {
+        write!(request, "cookie: {cookie}\r\n").unwrap();
+    }
+    if let Some(form) = form {
+        request += "content-type: application/x-www-form-urlencoded\r\n";
+        write!(request, "content-length: {}\r\n\r\n{form}", form.len()).unwrap();
+    } else {
+        request += "\r\n";
+    }
+    let mut stream = TcpStream::connect(&server.addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .expect("a complete response");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line: {head}"));
+    HttpResponse {
+        status,
+        head: head.to_owned(),
+        body: body.to_owned(),
+    }
+}
