@@ -138,7 +138,7 @@ async fn live<H, IO>(
     };
     let deadline = Instant::now() + config.close_timeout;
     conn.finish_writes(core, end.then, deadline).await;
-    core.set_state(ReadyState::Closed);
+    core.shut();
     tracing::debug!(code = end.code, reason = %end.reason, "close");
     if let Some(error) = end.error {
         tracing::debug!(%error, "connection failed");
@@ -293,14 +293,15 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
                 Ok(None) => {}
                 Err(error) => return Poll::Ready(Event::End(self.fail(core, error.into()))),
             }
-            if core.take_drain() {
-                return Poll::Ready(Event::Drain);
-            }
             if let Some(end) = self.poll_timer(cx, core) {
                 return Poll::Ready(Event::End(end));
             }
             if let Poll::Ready(Err(error)) = self.poll_flush(cx, core) {
                 return Poll::Ready(Event::End(self.fail(core, error.into())));
+            }
+            // Due once a flush (here or while a handler ran) emptied the queue.
+            if core.take_drain() {
+                return Poll::Ready(Event::Drain);
             }
             match self.poll_read(cx) {
                 Poll::Ready(Ok(0)) => return Poll::Ready(Event::End(self.peer_gone(None))),
@@ -412,7 +413,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
             if silent >= idle {
                 core.begin_close(close_code::AWAY, "idle timeout");
                 return Some(End {
-                    code: close_code::ABNORMAL,
+                    code: close_code::AWAY,
                     reason: "idle timeout".to_owned(),
                     error: None,
                     then: Then::Linger,

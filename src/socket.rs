@@ -214,6 +214,15 @@ pub(crate) struct Outbox {
     /// The close frame queued so far, if any: no data may follow it.
     pub(crate) close: Option<(u16, String)>,
     pub(crate) terminated: bool,
+    /// The connection is gone: nothing will be written any more.
+    ended: bool,
+}
+
+impl Outbox {
+    /// Whether a data frame (or a first close frame) may still be queued.
+    fn accepts_data(&self) -> bool {
+        self.close.is_none() && !self.terminated && !self.ended
+    }
 }
 
 impl Core {
@@ -304,7 +313,7 @@ impl Core {
         let (head, body) = encode(opcode, payload);
         let len = head.len() + body.as_ref().map_or(0, Bytes::len);
         let mut outbox = self.lock();
-        if outbox.close.is_some() || outbox.terminated {
+        if !outbox.accepts_data() {
             return SendStatus::Dropped;
         }
         if self.over_limit() {
@@ -326,11 +335,26 @@ impl Core {
         encode_frame(&mut frame, opcode, payload, None);
         let len = frame.len();
         let mut outbox = self.lock();
-        if outbox.close.is_some() || outbox.terminated {
+        if !outbox.accepts_data() {
             return SendStatus::Dropped;
         }
         outbox.queue.push_back(frame.freeze());
         self.push_done(outbox, len)
+    }
+
+    /// The connection is gone: drops whatever is still queued and refuses
+    /// every later send.
+    pub(crate) fn shut(&self) {
+        let queued = {
+            let mut outbox = self.lock();
+            outbox.ended = true;
+            outbox.waker = None;
+            std::mem::take(&mut outbox.queue)
+        };
+        drop(queued);
+        // Whatever the driver still held is gone with it too.
+        self.buffered.store(0, Ordering::Release);
+        self.set_state(ReadyState::Closed);
     }
 
     /// Queues a close frame unless one is queued already; returns whether it did.
@@ -344,7 +368,7 @@ impl Core {
         );
         let len = frame.len();
         let mut outbox = self.lock();
-        if outbox.close.is_some() || outbox.terminated {
+        if !outbox.accepts_data() {
             return false;
         }
         outbox.close = Some((code, reason.to_owned()));
