@@ -11,14 +11,15 @@ mod common;
 use std::time::Duration;
 
 use crate::cdp::{Browser, Page};
-use crate::common::{ChatServer, with_timeout};
+use crate::common::chat_server::ChatServer;
+use crate::common::within;
 
 /// How long one step (a page load, a message arriving) may take.
 const STEP: Duration = Duration::from_secs(10);
 
 #[tokio::test]
 async fn two_browsers_chat() {
-    with_timeout(Duration::from_secs(60), async {
+    within(Duration::from_secs(60), async {
         let server = ChatServer::start().await;
         let url = format!("http://{}/", server.addr);
         let browser = Browser::launch().await;

@@ -14,7 +14,8 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::common::{ChatServer, with_timeout};
+use crate::common::chat_server::ChatServer;
+use crate::common::within;
 
 type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -23,7 +24,7 @@ const TEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[tokio::test]
 async fn alice_and_bob_chat() {
-    with_timeout(TEST_TIMEOUT, async {
+    within(TEST_TIMEOUT, async {
         let server = ChatServer::start().await;
         let mut alice = connect(&server, &login(&server, "alice").await).await;
         assert_eq!(next_event(&mut alice).await, presence("alice", &["alice"]));
@@ -51,7 +52,7 @@ async fn alice_and_bob_chat() {
 
 #[tokio::test]
 async fn upgrade_without_a_valid_cookie_is_unauthorized() {
-    with_timeout(TEST_TIMEOUT, async {
+    within(TEST_TIMEOUT, async {
         let server = ChatServer::start().await;
         // No cookie, an empty name, a name with a control character.
         for cookie in [None, Some("user="), Some("user=a%07b")] {
@@ -76,7 +77,7 @@ async fn upgrade_without_a_valid_cookie_is_unauthorized() {
 
 #[tokio::test]
 async fn login_checks_the_name() {
-    with_timeout(TEST_TIMEOUT, async {
+    within(TEST_TIMEOUT, async {
         let server = ChatServer::start().await;
         let too_long = "a".repeat(33);
         for name in ["", "   ", &too_long, "a\u{7}b", "a\nb"] {
@@ -100,7 +101,7 @@ async fn login_checks_the_name() {
 
 #[tokio::test]
 async fn page_shows_login_or_chat_and_logout_clears_the_cookie() {
-    with_timeout(TEST_TIMEOUT, async {
+    within(TEST_TIMEOUT, async {
         let server = ChatServer::start().await;
         let page = request(&server, "GET", "/", None, None).await;
         assert_eq!(page.status, 200);
@@ -127,7 +128,7 @@ async fn page_shows_login_or_chat_and_logout_clears_the_cookie() {
 
 #[tokio::test]
 async fn a_user_in_two_tabs_is_online_once() {
-    with_timeout(TEST_TIMEOUT, async {
+    within(TEST_TIMEOUT, async {
         let server = ChatServer::start().await;
         let alice_cookie = login(&server, "alice").await;
         let mut tab1 = connect(&server, &alice_cookie).await;

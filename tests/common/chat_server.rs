@@ -4,14 +4,6 @@ use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::OnceLock;
-use std::time::Duration;
-
-/// Runs `test`, failing it if it takes longer than `limit`.
-pub async fn with_timeout<F: Future>(limit: Duration, test: F) -> F::Output {
-    tokio::time::timeout(limit, test)
-        .await
-        .unwrap_or_else(|_| panic!("test timed out after {limit:?}"))
-}
 
 /// A running `chat` example, killed when dropped.
 pub struct ChatServer {
