@@ -1,0 +1,327 @@
+//! The pub/sub hub end to end: topics over real sockets, the `Hub`
+//! extractor, ordering, concurrency and cleanup.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::Query;
+use axum::routing::{get, post};
+use common::*;
+use futures_util::StreamExt as _;
+use wshub::{Config, Handler, Hub, Message, Upgrade, WebSocket, WebSocketLayer};
+
+/// Subscribes to the topics named in `?topics=a,b`; messages are commands:
+/// `pub TOPIC TEXT`, `sub TOPIC`, `unsub TOPIC`, `send-then-pub TOPIC N`.
+struct Room;
+
+struct Topics(Vec<String>);
+
+impl Handler for Room {
+    type Data = Topics;
+
+    async fn open(&self, ws: &WebSocket<Topics>) {
+        // Sent first, yet it leaves only after `open` returns: a client that
+        // sees it is subscribed, and sees nothing published before it.
+        ws.send("ready");
+        for topic in &ws.data().0 {
+            ws.subscribe(topic);
+        }
+    }
+
+    async fn message(&self, ws: &WebSocket<Topics>, msg: Message) {
+        let text = msg.as_text().unwrap_or_default();
+        let mut words = text.splitn(3, ' ');
+        match (words.next(), words.next(), words.next()) {
+            (Some("pub"), Some(topic), Some(text)) => {
+                let reached = ws.publish(topic, text.to_owned());
+                ws.send(format!("reached {reached}"));
+            }
+            (Some("sub"), Some(topic), _) => {
+                ws.subscribe(topic);
+                ws.send(format!("subscribed {topic}"));
+            }
+            (Some("unsub"), Some(topic), _) => {
+                ws.unsubscribe(topic);
+                ws.send(format!("unsubscribed {topic}"));
+            }
+            (Some("send-then-pub"), Some(topic), Some(n)) => {
+                for i in 0..n.parse().unwrap_or(0) {
+                    ws.send(format!("direct {i}"));
+                    ws.publish(topic, format!("published {i}"));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+async fn ws_route(
+    up: Upgrade<Topics>,
+    Query(q): Query<HashMap<String, String>>,
+) -> wshub::Response {
+    let topics = q
+        .get("topics")
+        .map(|t| {
+            t.split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    up.accept(Topics(topics))
+}
+
+/// `POST /publish?topic=T` publishes its body through the `Hub` extractor.
+async fn publish_route(hub: Hub, Query(q): Query<HashMap<String, String>>, body: String) -> String {
+    let reached = hub.publish(q.get("topic").map_or("", String::as_str), body);
+    reached.to_string()
+}
+
+async fn room_server(config: Config) -> (std::net::SocketAddr, Hub) {
+    let layer = WebSocketLayer::new(Room).config(config);
+    let hub = layer.hub();
+    let app = Router::new()
+        .route("/", get(ws_route))
+        .route("/publish", post(publish_route))
+        .layer(layer);
+    (serve(app).await, hub)
+}
+
+async fn join(addr: std::net::SocketAddr, topics: &str) -> Client {
+    let (mut client, _) = wait(
+        "connect",
+        tokio_tungstenite::connect_async(format!("ws://{addr}/?topics={topics}")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(text(&mut client).await, "ready");
+    client
+}
+
+async fn text(client: &mut Client) -> String {
+    match recv(client).await {
+        Msg::Text(text) => text.to_string(),
+        other => panic!("expected text, got {other:?}"),
+    }
+}
+
+async fn say(client: &mut Client, text: &str) {
+    send(client, Msg::text(text)).await;
+}
+
+/// Polls `check` until it holds or the wait runs out.
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    wait(what, async {
+        while !check() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_publish_reaches_every_other_subscriber_not_the_sender() {
+    within(WAIT, async {
+        let (addr, hub) = room_server(Config::default()).await;
+        let mut a = join(addr, "room").await;
+        let mut b = join(addr, "room").await;
+        let mut outsider = join(addr, "").await;
+        assert_eq!(hub.subscriber_count("room"), 2);
+
+        say(&mut a, "pub room hello").await;
+        assert_eq!(text(&mut a).await, "reached 1");
+        assert_eq!(text(&mut b).await, "hello");
+
+        // A socket that is not subscribed may publish too.
+        say(&mut outsider, "pub room from outside").await;
+        assert_eq!(text(&mut outsider).await, "reached 2");
+        assert_eq!(text(&mut a).await, "from outside");
+        assert_eq!(text(&mut b).await, "from outside");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn publish_to_self_includes_the_sender() {
+    within(WAIT, async {
+        let (addr, _hub) = room_server(Config::default().publish_to_self(true)).await;
+        let mut a = join(addr, "room").await;
+        let mut b = join(addr, "room").await;
+        say(&mut a, "pub room both").await;
+        assert_eq!(text(&mut a).await, "both");
+        assert_eq!(text(&mut a).await, "reached 2");
+        assert_eq!(text(&mut b).await, "both");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_hub_extractor_and_handle_publish_from_outside_any_socket() {
+    within(WAIT, async {
+        let (addr, hub) = room_server(Config::default()).await;
+        let mut a = join(addr, "news,room").await;
+        let mut b = join(addr, "news").await;
+
+        let response = HttpRequest::new("POST", "/publish?topic=news")
+            .body("extra! extra!")
+            .send(addr)
+            .await;
+        assert_eq!(response.status, 200);
+        assert_eq!(response.body, "2");
+        assert_eq!(text(&mut a).await, "extra! extra!");
+        assert_eq!(text(&mut b).await, "extra! extra!");
+
+        assert_eq!(hub.publish("room", "from a timer"), 1);
+        assert_eq!(text(&mut a).await, "from a timer");
+        assert_eq!(hub.publish("nobody-here", "lost"), 0);
+        let mut topics = hub.topics();
+        topics.sort();
+        assert_eq!(topics, ["news", "room"]);
+        assert_eq!(hub.connections(), 2);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn sends_and_publishes_from_one_handler_keep_their_order() {
+    within(WAIT, async {
+        let (addr, _hub) = room_server(Config::default().publish_to_self(true)).await;
+        let mut a = join(addr, "t").await;
+        let mut b = join(addr, "t").await;
+        say(&mut a, "send-then-pub t 500").await;
+        for i in 0..500 {
+            assert_eq!(text(&mut a).await, format!("direct {i}"));
+            assert_eq!(text(&mut a).await, format!("published {i}"));
+            assert_eq!(text(&mut b).await, format!("published {i}"));
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn unsubscribing_stops_delivery() {
+    within(WAIT, async {
+        let (addr, hub) = room_server(Config::default()).await;
+        let mut a = join(addr, "t").await;
+        let mut b = join(addr, "t").await;
+        say(&mut b, "unsub t").await;
+        assert_eq!(text(&mut b).await, "unsubscribed t");
+        assert_eq!(hub.publish("t", "only a"), 1);
+        say(&mut b, "sub u").await;
+        assert_eq!(text(&mut b).await, "subscribed u");
+        assert_eq!(text(&mut a).await, "only a");
+        assert_eq!(hub.subscriber_count("t"), 1);
+    })
+    .await;
+}
+
+/// 10,000 sockets connect, subscribe, and leave (half with a close frame,
+/// half by dropping TCP): the hub ends with no topic and no subscriber.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_connect_subscribe_disconnect_cycles_leave_no_trace() {
+    within(Duration::from_secs(240), async {
+        let (addr, hub) = room_server(Config::default()).await;
+        const CYCLES: usize = 10_000;
+        const PARALLEL: usize = 50;
+        let mut workers = Vec::new();
+        for w in 0..PARALLEL {
+            workers.push(tokio::spawn(async move {
+                for i in (w..CYCLES).step_by(PARALLEL) {
+                    let mut client = join(addr, &format!("all,room-{}", i % 37)).await;
+                    if i % 2 == 0 {
+                        client.close(None).await.unwrap();
+                        while client.next().await.is_some() {}
+                    }
+                }
+            }));
+        }
+        for worker in workers {
+            worker.await.unwrap();
+        }
+        eventually("every socket to close", || hub.connections() == 0).await;
+        assert_eq!(hub.topics(), Vec::<String>::new());
+        assert_eq!(hub.subscriber_count("all"), 0);
+        assert_eq!(hub.publish("all", "anyone?"), 0);
+    })
+    .await;
+}
+
+/// Publishers on several tasks of the multi-thread runtime, while other
+/// sockets subscribe and unsubscribe: sockets subscribed throughout get
+/// every message, in each publisher's order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_publishes_with_racing_subscriptions_lose_nothing() {
+    within(Duration::from_secs(60), async {
+        const PUBLISHERS: usize = 4;
+        const MESSAGES: usize = 500;
+        let (addr, hub) = room_server(Config::default()).await;
+        let mut steady = Vec::new();
+        for _ in 0..4 {
+            steady.push(join(addr, "t").await);
+        }
+        let churn = tokio::spawn(async move {
+            for _ in 0..40 {
+                let mut c = join(addr, "t").await;
+                say(&mut c, "unsub t").await;
+                say(&mut c, "sub t").await;
+                c.close(None).await.unwrap();
+            }
+        });
+        let publishers: Vec<_> = (0..PUBLISHERS)
+            .map(|p| {
+                let hub = hub.clone();
+                tokio::spawn(async move {
+                    for i in 0..MESSAGES {
+                        hub.publish("t", format!("{p} {i}"));
+                        if i % 50 == 0 {
+                            tokio::task::yield_now().await;
+                        }
+                    }
+                })
+            })
+            .collect();
+        for client in &mut steady {
+            let mut next = [0usize; PUBLISHERS];
+            while next.iter().sum::<usize>() < PUBLISHERS * MESSAGES {
+                let message = text(client).await;
+                let (p, i) = message.split_once(' ').unwrap();
+                let (p, i): (usize, usize) = (p.parse().unwrap(), i.parse().unwrap());
+                assert_eq!(i, next[p], "publisher {p} out of order");
+                next[p] += 1;
+            }
+        }
+        for publisher in publishers {
+            publisher.await.unwrap();
+        }
+        churn.await.unwrap();
+        eventually("churners to leave", || hub.subscriber_count("t") == 4).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn cork_delivers_everything_sent_inside_it() {
+    within(WAIT, async {
+        let (addr, mut events) = probe_server(Config::default()).await;
+        let mut client = connect(addr).await;
+        let ws = events.open().await;
+        let value = ws.cork(|ws| {
+            for i in 0..100 {
+                ws.send(format!("corked {i}"));
+            }
+            "done"
+        });
+        assert_eq!(value, "done");
+        for i in 0..100 {
+            match recv(&mut client).await {
+                Msg::Text(t) => assert_eq!(t.as_str(), format!("corked {i}")),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        client.close(None).await.unwrap();
+    })
+    .await;
+}
