@@ -52,6 +52,9 @@ pub trait Handler: Send + Sync + 'static {
     /// The socket is closed; runs exactly once per socket, after the close
     /// handshake, an error or an abrupt disconnect (code 1006).
     ///
+    /// By then the socket has left every topic, so a "left the room"
+    /// [`publish`](WebSocket::publish) from here reaches everyone else.
+    ///
     /// `code` is the peer's close code (1005 if it sent none) when the peer
     /// closed, the code we sent when this side closed or failed the
     /// connection, and 1006 when the connection dropped without a close.

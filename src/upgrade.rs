@@ -54,6 +54,11 @@ impl Accepted {
 ///
 /// `T` must be the layer's [`Handler::Data`](crate::Handler::Data).
 ///
+/// As an extractor it runs before the route's code: a request that is not a
+/// valid handshake gets its 4xx (a plain `GET` gets 426) before the route
+/// could answer, say, 401. Take `Result<Upgrade<T>, UpgradeRejection>` to
+/// decide in the route which answer comes first.
+///
 /// ```
 /// use axum::{Router, http::StatusCode, response::{IntoResponse, Response}, routing::get};
 /// use wshub::{Handler, Upgrade, WebSocketLayer};

@@ -63,6 +63,10 @@ impl Hub {
         Self::default()
     }
 
+    pub(crate) fn from_inner(inner: Arc<HubInner>) -> Self {
+        Self { inner }
+    }
+
     pub(crate) fn inner(&self) -> &Arc<HubInner> {
         &self.inner
     }

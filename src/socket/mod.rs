@@ -210,6 +210,12 @@ impl<T: Send + Sync + 'static> WebSocket<T> {
         self.core().subscription_names()
     }
 
+    /// The hub this socket's topics live in: publish to everyone (this
+    /// socket included), count subscribers, list topics.
+    pub fn hub(&self) -> crate::Hub {
+        crate::Hub::from_inner(Arc::clone(&self.core().hub))
+    }
+
     /// Publishes to every subscriber of `topic` but this socket (unless
     /// `publish_to_self` is configured), whether or not this socket is
     /// subscribed itself. Returns how many sockets it reached.
