@@ -27,5 +27,5 @@ async fn main() -> std::io::Result<()> {
         .layer(WebSocketLayer::new(Echo));
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!("echo server on ws://{}", listener.local_addr()?);
-    axum::serve(listener, app).await
+    wshub::serve(listener, app).await
 }

@@ -36,7 +36,7 @@
 //!
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
 //! let addr = listener.local_addr()?;
-//! tokio::spawn(async move { axum::serve(listener, app).await });
+//! tokio::spawn(async move { wshub::serve(listener, app).await });
 //! # use futures_util::{SinkExt, StreamExt};
 //! # let (mut client, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws")).await?;
 //! # client.send("hi".into()).await?;
@@ -57,6 +57,8 @@ mod handler;
 mod hub;
 mod layer;
 pub mod protocol;
+#[cfg(feature = "axum")]
+mod serve;
 mod socket;
 mod upgrade;
 
@@ -67,6 +69,8 @@ pub use hub::Hub;
 pub use layer::{ResponseFuture, WebSocketLayer, WebSocketService};
 pub use protocol::handshake::HandshakeError;
 pub use protocol::{Message, ProtocolError, close_code};
+#[cfg(feature = "axum")]
+pub use serve::{Server, serve};
 pub use socket::{ReadyState, SendStatus, WebSocket};
 pub use upgrade::{Upgrade, UpgradeRejection};
 

@@ -17,7 +17,6 @@
 mod room;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -49,12 +48,8 @@ async fn main() -> std::io::Result<()> {
         .unwrap_or_else(|| "127.0.0.1:3000".to_owned());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!("chat on http://{}", listener.local_addr()?);
-    // The connect info gives `WebSocket::remote_addr` (and the logs) the peer's address.
-    axum::serve(
-        listener,
-        app().into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .await
+    // `axum::serve` plus TCP_NODELAY and the peer's address (`ConnectInfo`).
+    wshub::serve(listener, app()).await
 }
 
 /// The whole application: pages, login, and the WebSocket route.

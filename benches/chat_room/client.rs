@@ -1,0 +1,358 @@
+//! The load client: Bun's `chat-client.mjs` in Rust, on one thread, cheap
+//! enough that the server, not the client, sets the pace (its own CPU use is
+//! part of the report).
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::Notify;
+
+use crate::args::Args;
+use crate::proc::{CpuMeter, CpuUse};
+use crate::wire::{FrameCounter, Rng, connect, encode_batch, name};
+
+/// What one client run is asked to do.
+pub struct Opts {
+    pub addr: SocketAddr,
+    pub clients: usize,
+    pub messages: usize,
+    pub seconds: usize,
+    pub stall_timeout: Duration,
+    pub server_pid: Option<u32>,
+}
+
+impl Opts {
+    pub fn parse(args: &mut Args) -> Result<Self, String> {
+        Ok(Self {
+            addr: args.get("addr", SocketAddr::from(([127, 0, 0, 1], 4001)))?,
+            clients: args.get("clients", 32)?,
+            messages: args.get("messages", 50)?,
+            seconds: args.get("seconds", 10)?,
+            stall_timeout: Duration::from_secs_f64(args.get("stall-timeout", 5.0)?),
+            server_pid: args
+                .value("server-pid")
+                .map(|p| p.parse())
+                .transpose()
+                .map_err(|e| format!("--server-pid: {e}"))?,
+        })
+    }
+
+    pub fn to_args(&self) -> Vec<String> {
+        let mut args = vec![
+            "client".to_owned(),
+            format!("--addr={}", self.addr),
+            format!("--clients={}", self.clients),
+            format!("--messages={}", self.messages),
+            format!("--seconds={}", self.seconds),
+            format!("--stall-timeout={}", self.stall_timeout.as_secs_f64()),
+        ];
+        if let Some(pid) = self.server_pid {
+            args.push(format!("--server-pid={pid}"));
+        }
+        args
+    }
+}
+
+/// `client`: one run; prints a summary to stderr and `RESULT {json}` to stdout.
+pub fn main(args: &mut Args) -> Result<(), String> {
+    let opts = Opts::parse(args)?;
+    args.finish()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let report = tokio::task::LocalSet::new().block_on(&runtime, run(&opts))?;
+    eprintln!("{}", summary(&report));
+    println!("RESULT {report}");
+    Ok(())
+}
+
+/// The counters the readers and the driver of the batches share (one thread).
+#[derive(Default)]
+struct Shared {
+    /// Data frames received by all clients since they connected.
+    received: Cell<u64>,
+    /// The value of `received` at which the current batch is complete.
+    target: Cell<u64>,
+    /// Woken when `received` reaches `target`, or a connection ends.
+    done: Notify,
+    /// Connections the server ended.
+    closed: Cell<usize>,
+    /// Control frames received (pings): not messages.
+    control: Cell<u64>,
+}
+
+/// How a batch failed to complete.
+enum Incomplete {
+    Stalled { got: u64, expected: u64 },
+    Closed { got: u64, expected: u64 },
+    Io(std::io::Error),
+}
+
+async fn run(opts: &Opts) -> Result<Value, String> {
+    let (n, m) = (opts.clients, opts.messages);
+    let mut rng = Rng::new(n as u64 * 7919 + m as u64);
+    let shared = Rc::new(Shared::default());
+    let mut writers = Vec::with_capacity(n);
+    for i in 0..n {
+        let (stream, early) = connect(opts.addr, &name(i), &mut rng)
+            .await
+            .map_err(|e| format!("connecting client {i}: {e}"))?;
+        let (reader, writer) = stream.into_split();
+        writers.push(writer);
+        tokio::task::spawn_local(read_loop(reader, early, Rc::clone(&shared)));
+    }
+    let batches: Vec<Vec<u8>> = (0..n).map(|_| encode_batch(m, &mut rng)).collect();
+    let hello: Vec<Vec<u8>> = (0..n).map(|_| encode_batch(1, &mut rng)).collect();
+    // Let every server run its `open` (subscribe) before anyone publishes,
+    // then check with one message each that everyone is in the room.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let per_hello = (n * n) as u64;
+    if let Err(failure) = round(&shared, &mut writers, &hello, per_hello, opts.stall_timeout).await
+    {
+        return Err(format!(
+            "warm-up round (1 message each): {}",
+            describe(&failure)
+        ));
+    }
+
+    let client_cpu = CpuMeter::start(None);
+    let server_cpu = opts.server_pid.and_then(|pid| CpuMeter::start(Some(pid)));
+    let start = Instant::now();
+    let samples = Rc::new(RefCell::new(Vec::new()));
+    let ticker = tokio::task::spawn_local(tick(Rc::clone(&shared), Rc::clone(&samples), start));
+    let per_batch = (n * m * n) as u64;
+    let mut batches_done = 0u64;
+    // When the last batch completed, and what had arrived by then: a run
+    // that stalls is measured up to there.
+    let (mut ok_at, mut ok_received) = (0.0, shared.received.get());
+    let mut failure = None;
+    while samples.borrow().len() < opts.seconds {
+        match round(
+            &shared,
+            &mut writers,
+            &batches,
+            per_batch,
+            opts.stall_timeout,
+        )
+        .await
+        {
+            Ok(()) => {
+                batches_done += 1;
+                ok_at = start.elapsed().as_secs_f64();
+                ok_received = shared.received.get();
+            }
+            Err(f) => {
+                failure = Some(f);
+                break;
+            }
+        }
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    ticker.abort();
+    let client_cpu = client_cpu.and_then(|c| c.read()).unwrap_or_default();
+    let server_cpu = server_cpu.and_then(|c| c.read()).unwrap_or_default();
+    let received = shared.received.get() - per_hello;
+    let (stalled, closed, lost) = match &failure {
+        None => (None, false, 0),
+        Some(Incomplete::Stalled { got, expected }) => (Some(elapsed), false, expected - got),
+        Some(Incomplete::Closed { got, expected }) => (Some(elapsed), true, expected - got),
+        Some(Incomplete::Io(e)) => return Err(format!("sending: {e}")),
+    };
+    let samples = samples.borrow();
+    let per_second: Vec<f64> = samples.iter().map(|&(_, rate)| rate).collect();
+    let good: Vec<f64> = match failure {
+        None => per_second.clone(),
+        Some(_) => samples
+            .iter()
+            .filter(|&&(at, _)| at <= ok_at)
+            .map(|&(_, r)| r)
+            .collect(),
+    };
+    let median = if !good.is_empty() {
+        median(&good)
+    } else if ok_at > 0.0 {
+        // Stalled within the first second: the rate of the batches that completed.
+        (ok_received - per_hello) as f64 / ok_at
+    } else {
+        0.0
+    };
+    Ok(json!({
+        "clients": n,
+        "messages": m,
+        "per_second": per_second,
+        "median": median,
+        "mean": received as f64 / elapsed,
+        "received": received,
+        "batches": batches_done,
+        "stalled_at": stalled,
+        "closed": closed,
+        "lost": lost,
+        "control_frames": shared.control.get(),
+        "client_cpu": cpu_json(client_cpu),
+        "server_cpu": cpu_json(server_cpu),
+    }))
+}
+
+fn cpu_json(cpu: CpuUse) -> Value {
+    json!({ "user": cpu.user, "system": cpu.system })
+}
+
+/// Sends one batch from every client, then waits until every client has
+/// received every message of it (`expected` frames in all).
+async fn round(
+    shared: &Shared,
+    writers: &mut [OwnedWriteHalf],
+    batches: &[Vec<u8>],
+    expected: u64,
+    stall_timeout: Duration,
+) -> Result<(), Incomplete> {
+    let base = shared.target.get();
+    let target = base + expected;
+    shared.target.set(target);
+    for (writer, batch) in writers.iter_mut().zip(batches) {
+        writer.write_all(batch).await.map_err(Incomplete::Io)?;
+    }
+    let deadline = tokio::time::Instant::now() + stall_timeout;
+    loop {
+        let got = shared.received.get() - base;
+        if got >= expected {
+            return Ok(());
+        }
+        if shared.closed.get() > 0 {
+            return Err(Incomplete::Closed { got, expected });
+        }
+        if tokio::time::timeout_at(deadline, shared.done.notified())
+            .await
+            .is_err()
+        {
+            return Err(Incomplete::Stalled { got, expected });
+        }
+    }
+}
+
+fn describe(failure: &Incomplete) -> String {
+    match failure {
+        Incomplete::Stalled { got, expected } => {
+            format!("stalled: {got} of {expected} messages arrived")
+        }
+        Incomplete::Closed { got, expected } => {
+            format!("the server closed a connection: {got} of {expected} messages arrived")
+        }
+        Incomplete::Io(e) => format!("sending: {e}"),
+    }
+}
+
+/// Counts the frames arriving on one connection.
+async fn read_loop(mut reader: OwnedReadHalf, early: Vec<u8>, shared: Rc<Shared>) {
+    let mut counter = FrameCounter::default();
+    let mut buf = vec![0u8; 64 * 1024];
+    let count = |counter: &mut FrameCounter, bytes: &[u8]| {
+        let frames = counter.feed(bytes);
+        shared
+            .control
+            .set(shared.control.get() + std::mem::take(&mut counter.control));
+        if frames > 0 {
+            let received = shared.received.get() + frames;
+            shared.received.set(received);
+            if received >= shared.target.get() {
+                shared.done.notify_one();
+            }
+        }
+    };
+    count(&mut counter, &early);
+    loop {
+        match reader.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => count(&mut counter, &buf[..n]),
+        }
+    }
+    shared.closed.set(shared.closed.get() + 1);
+    shared.done.notify_one();
+}
+
+/// Records the messages received in each second of the run, as a rate, with
+/// the time (since `start`) the second ended.
+async fn tick(shared: Rc<Shared>, samples: Rc<RefCell<Vec<(f64, f64)>>>, start: Instant) {
+    let mut interval = tokio::time::interval_at(
+        (start + Duration::from_secs(1)).into(),
+        Duration::from_secs(1),
+    );
+    let (mut last_count, mut last_time) = (shared.received.get(), start);
+    loop {
+        interval.tick().await;
+        let (count, now) = (shared.received.get(), Instant::now());
+        let rate = (count - last_count) as f64 / (now - last_time).as_secs_f64();
+        samples
+            .borrow_mut()
+            .push(((now - start).as_secs_f64(), rate));
+        (last_count, last_time) = (count, now);
+    }
+}
+
+pub fn median(values: &[f64]) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let mid = sorted.len() / 2;
+    if sorted.len() % 2 == 1 {
+        sorted[mid]
+    } else {
+        (sorted[mid - 1] + sorted[mid]) / 2.0
+    }
+}
+
+/// A human summary of one client run's JSON report.
+pub fn summary(report: &Value) -> String {
+    let f = |k: &str| report[k].as_f64().unwrap_or(0.0);
+    let seconds: Vec<String> = report["per_second"]
+        .as_array()
+        .map(|a| a.iter().map(|v| si(v.as_f64().unwrap_or(0.0))).collect())
+        .unwrap_or_default();
+    let cpu = |k: &str| {
+        let (u, s) = (
+            report[k]["user"].as_f64().unwrap_or(0.0),
+            report[k]["system"].as_f64().unwrap_or(0.0),
+        );
+        format!("{:.0}% ({:.0}u+{:.0}s)", u + s, u, s)
+    };
+    let mut out = format!(
+        "median {}/s, mean {}/s, per second [{}], {} batches, server cpu {}, client cpu {}",
+        si(f("median")),
+        si(f("mean")),
+        seconds.join(" "),
+        report["batches"],
+        cpu("server_cpu"),
+        cpu("client_cpu"),
+    );
+    if let Some(at) = report["stalled_at"].as_f64() {
+        let what = if report["closed"].as_bool() == Some(true) {
+            "CLOSED"
+        } else {
+            "STALLED"
+        };
+        out += &format!(
+            ", {what} at {at:.1}s with {} messages missing",
+            report["lost"]
+        );
+    }
+    out
+}
+
+/// `4.51M`, `870k`.
+pub fn si(value: f64) -> String {
+    if value >= 1e6 {
+        format!("{:.2}M", value / 1e6)
+    } else if value >= 1e3 {
+        format!("{:.0}k", value / 1e3)
+    } else {
+        format!("{value:.0}")
+    }
+}

@@ -1,0 +1,109 @@
+//! The chat-room load test: Bun's own WebSocket benchmark scenario
+//! (`bench/websocket-server` in Bun's repository) against wshub, axum's
+//! `extract::ws` and Bun itself.
+//!
+//! N clients join one room; each sends a batch of M short messages; the
+//! server publishes `"{name}: {message}"` to the whole room, sender included;
+//! the next batch starts when every client has received all N×M messages.
+//! The result is messages received per second.
+//!
+//! ```text
+//! cargo bench --bench chat_room -- run               # the whole comparison
+//! cargo bench --bench chat_room -- run --servers wshub,bun --clients 32 --messages 50 --reps 1 --seconds 5
+//! cargo bench --bench chat_room -- rss               # server memory per idle connection
+//! cargo bench --bench chat_room -- latency           # fan-out latency to 1,000 subscribers
+//! cargo bench --bench chat_room -- server wshub --addr 127.0.0.1:4001
+//! cargo bench --bench chat_room -- help
+//! ```
+//!
+//! One binary plays every role: the orchestrators (`run`, `rss`, `latency`)
+//! start each server pinned to one core and re-run this binary as the load
+//! client pinned to the other.
+
+mod args;
+mod client;
+mod latency;
+mod orchestra;
+mod proc;
+mod rss;
+mod servers;
+mod wire;
+
+use std::process::ExitCode;
+
+use args::Args;
+
+const USAGE: &str = "\
+chat_room — Bun's chat-room WebSocket benchmark for wshub, axum and Bun
+
+usage: cargo bench --bench chat_room -- [COMMAND] [OPTIONS]
+
+commands:
+  run             the throughput table: every server × N × M × repetitions
+      --servers wshub,wshub-ct,axum,axum-batched,bun   --clients 16,32
+      --messages 50,1600   --reps 3   --seconds 10   --stall-timeout 5
+  rss             server memory per idle connection
+      --servers (as above)   --connections 10000   --settle 2
+  latency         fan-out latency: subscribers + 1 publisher in one room
+      --servers (as above)   --subscribers 1000   --rate 200   --seconds 10
+  server KIND --addr HOST:PORT [--exit-after S]
+                  one chat server (wshub, wshub-ct, wshub-hyper, axum, axum-batched)
+  client --addr HOST:PORT [--clients N --messages M --seconds S --stall-timeout S --server-pid PID]
+  rss-client, latency-client       the clients the orchestrators start
+  selftest        checks the client's frame counting on split frames
+
+servers:
+  wshub           wshub behind axum::serve on a multi-thread runtime (one worker per core)
+  wshub-ct        the same on a current-thread runtime
+  wshub-hyper     the same app served by hyper's HTTP/1 connection instead of axum::serve,
+                  so wshub's driver gets the TcpStream back (TCP_NODELAY, direct reads)
+  axum            axum's extract::ws + tokio broadcast, as axum's examples/chat
+  axum-batched    the same, forwarding everything queued with feed + one flush
+  bun             benches/chat_room/server.bun.js
+  Variations: KIND[+nodelay][@CAPACITY]. `wshub+nodelay` sets TCP_NODELAY on every
+  accepted socket (axum's `ListenerExt::tap_io`); `axum@65536` gives the axum servers'
+  broadcast channel that capacity (default 100, as in axum's examples/chat).
+
+common options:
+  --bun PATH           Bun executable (default: $BUN, then
+                       ~/.cache/wshub-bench/node_modules/bun/bin/bun.exe, then `bun` on PATH)
+  --server-core C      core the server is pinned to (default 0)
+  --client-core C      core the client is pinned to (default 1)
+  --port P             first port to use (default 4100)
+";
+
+fn main() -> ExitCode {
+    let mut args = Args::from_env();
+    // Plain `cargo bench` runs every bench target: this one then only says
+    // how to start the (long) comparison.
+    let command = args.command().unwrap_or_else(|| "help".to_owned());
+    let result = match command.as_str() {
+        "run" => orchestra::throughput(&mut args),
+        "rss" => rss::orchestrate(&mut args),
+        "latency" => latency::orchestrate(&mut args),
+        "server" => servers::main(&mut args),
+        "client" => client::main(&mut args),
+        "rss-client" => rss::client_main(&mut args),
+        "latency-client" => latency::client_main(&mut args),
+        "selftest" => wire::selftest().map(|()| println!("selftest: ok")),
+        "help" | "--help" | "-h" => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        other => {
+            // `cargo bench -- FILTER` hands every bench target the filter meant
+            // for the criterion benches: not an error for this one.
+            eprintln!(
+                "chat_room: nothing to do for `{other}` (see `cargo bench --bench chat_room -- help`)"
+            );
+            return ExitCode::SUCCESS;
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("chat_room {command}: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,457 @@
+//! The orchestrator of the throughput table, and what every orchestrator
+//! shares: finding Bun, starting a server pinned to its core, starting this
+//! binary again as a client pinned to the other.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead as _, BufReader};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::args::Args;
+use crate::client::{self, median, si};
+use crate::servers;
+
+/// The servers measured by default, Bun last (ratios are against it).
+pub const ALL: [&str; 5] = ["wshub", "wshub-ct", "axum", "axum-batched", "bun"];
+
+/// Options every orchestrator takes.
+pub struct Common {
+    pub servers: Vec<String>,
+    bun: Option<(PathBuf, String)>,
+    server_core: usize,
+    client_core: usize,
+    port: u16,
+}
+
+impl Common {
+    pub fn parse(args: &mut Args) -> Result<Self, String> {
+        let servers: Vec<String> = args.list("servers", &ALL.map(str::to_owned))?;
+        for kind in servers.iter().filter(|s| *s != "bun") {
+            let base = servers::Variant::parse(kind)?.base;
+            if !servers::KINDS.contains(&base.as_str()) {
+                return Err(format!(
+                    "unknown server {kind:?}; choose from {:?} and bun (see help)",
+                    servers::KINDS
+                ));
+            }
+        }
+        let bun_arg = args.value("bun");
+        let mut common = Self {
+            bun: None,
+            server_core: args.get("server-core", 0)?,
+            client_core: args.get("client-core", 1)?,
+            port: args.get("port", 4100)?,
+            servers,
+        };
+        if common.servers.iter().any(|s| s == "bun") {
+            match find_bun(bun_arg) {
+                Ok(found) => {
+                    eprintln!("bun {} at {}", found.1, found.0.display());
+                    common.bun = Some(found);
+                }
+                Err(why) => {
+                    eprintln!("skipping bun: {why}");
+                    common.servers.retain(|s| s != "bun");
+                }
+            }
+        }
+        Ok(common)
+    }
+
+    pub fn bun_version(&self) -> Option<&str> {
+        self.bun.as_ref().map(|(_, v)| v.as_str())
+    }
+
+    /// Starts server `kind` on the next free port, pinned to the server core,
+    /// and waits until it accepts connections.
+    pub fn start(&mut self, kind: &str) -> Result<Server, String> {
+        let addr = self.free_addr()?;
+        let core = self.server_core.to_string();
+        let mut command = Command::new("taskset");
+        command.args(["-c", &core]);
+        if kind == "bun" {
+            let (bun, _) = self.bun.as_ref().ok_or("bun is not available")?;
+            let script =
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/chat_room/server.bun.js");
+            command
+                .arg(bun)
+                .arg(script)
+                .env("PORT", addr.port().to_string());
+        } else {
+            command
+                .arg(own_exe()?)
+                .args(["server", kind, &format!("--addr={addr}")]);
+        }
+        Server::spawn(kind, addr, command)
+    }
+
+    /// Runs this binary with `args`, pinned to the client core; returns the
+    /// JSON of its `RESULT` line.
+    pub fn run_client(&self, args: &[String]) -> Result<Value, String> {
+        let output = Command::new("taskset")
+            .args(["-c", &self.client_core.to_string()])
+            .arg(own_exe()?)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("starting the client: {e}"))?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let result = stdout.lines().find_map(|l| l.strip_prefix("RESULT "));
+        match result {
+            Some(json) if output.status.success() => {
+                serde_json::from_str(json).map_err(|e| format!("client result {json:?}: {e}"))
+            }
+            _ => Err(format!(
+                "client failed ({}): {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim()
+            )),
+        }
+    }
+
+    fn free_addr(&mut self) -> Result<SocketAddr, String> {
+        for _ in 0..1000 {
+            let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+            self.port = if self.port >= 60000 {
+                4100
+            } else {
+                self.port + 1
+            };
+            if std::net::TcpListener::bind(addr).is_ok() {
+                return Ok(addr);
+            }
+        }
+        Err("no free port".to_owned())
+    }
+}
+
+fn own_exe() -> Result<PathBuf, String> {
+    std::env::current_exe().map_err(|e| format!("own executable: {e}"))
+}
+
+/// Bun: `--bun`, `$BUN`, the npm install of `scripts/bench-chat.sh`, `bun` on PATH.
+fn find_bun(arg: Option<String>) -> Result<(PathBuf, String), String> {
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    if let Some(path) = arg.or_else(|| std::env::var("BUN").ok()) {
+        candidates.push(path.into());
+    } else {
+        if let Some(home) = std::env::var_os("HOME") {
+            let modules = Path::new(&home).join(".cache/wshub-bench/node_modules");
+            candidates.push(modules.join("bun/bin/bun.exe"));
+            for platform in [
+                "bun-linux-x64",
+                "bun-linux-x64-baseline",
+                "bun-linux-aarch64",
+            ] {
+                candidates.push(modules.join("@oven").join(platform).join("bin/bun"));
+            }
+        }
+        candidates.push("bun".into());
+    }
+    let mut tried = Vec::new();
+    for path in candidates {
+        match Command::new(&path)
+            .arg("--version")
+            .stderr(Stdio::null())
+            .output()
+        {
+            Ok(out) if out.status.success() => {
+                let version = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+                return Ok((path, version));
+            }
+            _ => tried.push(path.display().to_string()),
+        }
+    }
+    Err(format!(
+        "no working bun (tried {}); `scripts/bench-chat.sh` installs it with npm",
+        tried.join(", ")
+    ))
+}
+
+/// A running server process, killed when dropped.
+pub struct Server {
+    pub kind: String,
+    pub addr: SocketAddr,
+    pub pid: u32,
+    child: Child,
+    output: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    fn spawn(kind: &str, addr: SocketAddr, mut command: Command) -> Result<Self, String> {
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("starting {kind}: {e}"))?;
+        let output = Arc::new(Mutex::new(Vec::new()));
+        for pipe in [
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let output = Arc::clone(&output);
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    let mut lines = output.lock().unwrap_or_else(|e| e.into_inner());
+                    if lines.len() < 10_000 {
+                        lines.push(line);
+                    }
+                }
+            });
+        }
+        let server = Self {
+            kind: kind.to_owned(),
+            addr,
+            pid: child.id(),
+            child,
+            output,
+        };
+        server.wait_until_accepting()?;
+        Ok(server)
+    }
+
+    fn wait_until_accepting(&self) -> Result<(), String> {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(20) {
+            if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err(format!(
+            "{} did not accept on {} within 20 s: {}",
+            self.kind,
+            self.addr,
+            self.output().join(" | ")
+        ))
+    }
+
+    pub fn output(&self) -> Vec<String> {
+        self.output
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Messages the axum servers' broadcast channel skipped (they print it).
+    pub fn lagged(&self) -> u64 {
+        self.output()
+            .iter()
+            .rev()
+            .find_map(|l| l.strip_prefix("lagged ")?.parse().ok())
+            .unwrap_or(0)
+    }
+
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One cell of the table: every repetition of one server × N × M.
+#[derive(Default)]
+struct Cell {
+    medians: Vec<f64>,
+    stalls: usize,
+    closes: usize,
+    missing: u64,
+    lagged: u64,
+    server_cpu: Vec<(f64, f64)>,
+    client_cpu: Vec<f64>,
+    errors: Vec<String>,
+}
+
+/// `run`: the throughput table.
+pub fn throughput(args: &mut Args) -> Result<(), String> {
+    let clients: Vec<usize> = args.list("clients", &[16, 32])?;
+    let messages: Vec<usize> = args.list("messages", &[50, 1600])?;
+    let reps: usize = args.get("reps", 3)?;
+    let seconds: usize = args.get("seconds", 10)?;
+    let stall_timeout: f64 = args.get("stall-timeout", 5.0)?;
+    let mut common = Common::parse(args)?;
+    args.finish()?;
+    let total = reps * clients.len() * messages.len() * common.servers.len();
+    let mut cells: BTreeMap<(usize, usize, String), Cell> = BTreeMap::new();
+    let mut done = 0;
+    // Repetition outermost: every server of a row is measured close in time,
+    // so the ratios see the same machine noise.
+    for rep in 1..=reps {
+        for &n in &clients {
+            for &m in &messages {
+                for kind in common.servers.clone() {
+                    done += 1;
+                    let cell = cells.entry((n, m, kind.clone())).or_default();
+                    let label = format!("[{done}/{total}] {kind:<12} N={n:<3} M={m:<5} rep {rep}");
+                    match measure(&mut common, &kind, n, m, seconds, stall_timeout) {
+                        Ok((report, lagged)) => {
+                            eprintln!("{label}: {}{}", client::summary(&report), lag_note(lagged));
+                            cell.add(&report, lagged);
+                        }
+                        Err(error) => {
+                            eprintln!("{label}: FAILED: {error}");
+                            cell.errors.push(error);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    print_table(&cells, &common, &clients, &messages, reps, seconds);
+    Ok(())
+}
+
+fn lag_note(lagged: u64) -> String {
+    if lagged > 0 {
+        format!(", server broadcast lag: {lagged} deliveries skipped")
+    } else {
+        String::new()
+    }
+}
+
+fn measure(
+    common: &mut Common,
+    kind: &str,
+    clients: usize,
+    messages: usize,
+    seconds: usize,
+    stall_timeout: f64,
+) -> Result<(Value, u64), String> {
+    let mut server = common.start(kind)?;
+    let opts = client::Opts {
+        addr: server.addr,
+        clients,
+        messages,
+        seconds,
+        stall_timeout: Duration::from_secs_f64(stall_timeout),
+        server_pid: Some(server.pid),
+    };
+    let report = common.run_client(&opts.to_args());
+    // Let the lag report (printed every 100 ms) catch up.
+    std::thread::sleep(Duration::from_millis(250));
+    if !server.alive() {
+        return Err(format!("{kind} exited: {}", server.output().join(" | ")));
+    }
+    Ok((report?, server.lagged()))
+}
+
+impl Cell {
+    fn add(&mut self, report: &Value, lagged: u64) {
+        let f = |v: &Value| v.as_f64().unwrap_or(0.0);
+        self.medians.push(f(&report["median"]));
+        if report["stalled_at"].is_number() {
+            if report["closed"].as_bool() == Some(true) {
+                self.closes += 1;
+            } else {
+                self.stalls += 1;
+            }
+        }
+        self.missing += report["lost"].as_u64().unwrap_or(0);
+        self.lagged += lagged;
+        let cpu = &report["server_cpu"];
+        self.server_cpu.push((f(&cpu["user"]), f(&cpu["system"])));
+        let cpu = &report["client_cpu"];
+        self.client_cpu.push(f(&cpu["user"]) + f(&cpu["system"]));
+    }
+
+    fn median(&self) -> Option<f64> {
+        (!self.medians.is_empty()).then(|| median(&self.medians))
+    }
+}
+
+fn print_table(
+    cells: &BTreeMap<(usize, usize, String), Cell>,
+    common: &Common,
+    clients: &[usize],
+    messages: &[usize],
+    reps: usize,
+    seconds: usize,
+) {
+    println!();
+    println!(
+        "Chat room, messages received per second: median second of each {seconds} s run, median of {reps} runs \
+         (server pinned to one core, client to the other){}",
+        common
+            .bun_version()
+            .map(|v| format!("; bun {v}"))
+            .unwrap_or_default()
+    );
+    println!();
+    println!(
+        "| N | M | server | msgs/s | runs (min–max) | vs Bun | stalled/closed runs | missing / lagged | server CPU (user+sys) | client CPU |"
+    );
+    println!("|---:|---:|---|---:|---|---:|---|---|---|---:|");
+    for &n in clients {
+        for &m in messages {
+            let bun = cells.get(&(n, m, "bun".to_owned())).and_then(Cell::median);
+            for kind in &common.servers {
+                let Some(cell) = cells.get(&(n, m, kind.clone())) else {
+                    continue;
+                };
+                let Some(value) = cell.median() else {
+                    println!(
+                        "| {n} | {m} | {kind} | failed | {} | | | | | |",
+                        cell.errors.join("; ")
+                    );
+                    continue;
+                };
+                let (lo, hi) = cell
+                    .medians
+                    .iter()
+                    .fold((f64::MAX, 0.0f64), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+                let ratio = bun
+                    .filter(|b| *b > 0.0)
+                    .map_or("–".to_owned(), |b| format!("{:.2}×", value / b));
+                let user = median(&cell.server_cpu.iter().map(|c| c.0).collect::<Vec<_>>());
+                let system = median(&cell.server_cpu.iter().map(|c| c.1).collect::<Vec<_>>());
+                let failures = if cell.stalls + cell.closes + cell.errors.len() == 0 {
+                    "0".to_owned()
+                } else {
+                    let mut parts = vec![format!("{}/{}", cell.stalls, cell.closes)];
+                    if !cell.errors.is_empty() {
+                        parts.push(format!("{} failed", cell.errors.len()));
+                    }
+                    parts.join(", ")
+                };
+                println!(
+                    "| {n} | {m} | {kind} | {} | {}–{} | {ratio} | {failures} | {} / {} | {:.0}% ({:.0}+{:.0}) | {:.0}% |",
+                    si(value),
+                    si(lo),
+                    si(hi),
+                    cell.missing,
+                    cell.lagged,
+                    user + system,
+                    user,
+                    system,
+                    median(&cell.client_cpu),
+                );
+            }
+        }
+    }
+    println!();
+    println!(
+        "msgs/s of a run that stalled counts the seconds before its last complete batch. missing: messages \
+         that never arrived in stalled batches (client count); lagged: deliveries the axum servers' \
+         broadcast channel skipped (server count). CPU: % of one core over the run."
+    );
+}

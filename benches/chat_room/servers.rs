@@ -1,0 +1,293 @@
+//! The chat servers: Bun's `chat-server.bun.js` written with wshub and, as the
+//! baseline a Rust user has today, with axum's `extract::ws` and a broadcast
+//! channel the way axum's `examples/chat` does it.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ws::{self, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::routing::get;
+use axum::serve::ListenerExt as _;
+use futures_util::{SinkExt as _, StreamExt as _};
+use tokio::sync::broadcast;
+use wshub::{Config, Handler, Message, Upgrade, WebSocket, WebSocketLayer};
+
+use crate::args::Args;
+
+/// The Rust servers `server KIND` can run.
+pub const KINDS: [&str; 5] = ["wshub", "wshub-ct", "wshub-hyper", "axum", "axum-batched"];
+
+/// A server kind with its variations: `KIND[+nodelay][@CAPACITY]`, e.g.
+/// `wshub+nodelay` (TCP_NODELAY set on every accepted socket, with axum's
+/// `ListenerExt::tap_io`) or `axum@65536` (a larger broadcast channel).
+pub struct Variant {
+    pub base: String,
+    pub nodelay: bool,
+    pub capacity: Option<usize>,
+}
+
+impl Variant {
+    pub fn parse(kind: &str) -> Result<Self, String> {
+        let (rest, capacity) = match kind.split_once('@') {
+            Some((rest, cap)) => {
+                let cap = cap
+                    .parse()
+                    .map_err(|e| format!("{kind:?}: capacity: {e}"))?;
+                (rest, Some(cap))
+            }
+            None => (kind, None),
+        };
+        let (base, nodelay) = match rest.strip_suffix("+nodelay") {
+            Some(base) => (base, true),
+            None => (rest, false),
+        };
+        if capacity.is_some() && !base.starts_with("axum") {
+            return Err(format!(
+                "{kind:?}: only the axum servers have a channel capacity"
+            ));
+        }
+        Ok(Self {
+            base: base.to_owned(),
+            nodelay,
+            capacity,
+        })
+    }
+}
+
+/// `server KIND --addr HOST:PORT`: serves until killed.
+pub fn main(args: &mut Args) -> Result<(), String> {
+    let kind = args.command().ok_or("server: which kind?")?;
+    let addr: SocketAddr = args.get("addr", SocketAddr::from(([127, 0, 0, 1], 4001)))?;
+    let exit_after: Option<f64> = args
+        .value("exit-after")
+        .map(|s| s.parse())
+        .transpose()
+        .map_err(|e| format!("--exit-after: {e}"))?;
+    args.finish()?;
+    if let Some(seconds) = exit_after {
+        // A clean exit after a while, for tools that report at exit (valgrind).
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs_f64(seconds));
+            std::process::exit(0);
+        });
+    }
+    let Variant {
+        base,
+        nodelay,
+        capacity,
+    } = Variant::parse(&kind)?;
+    let capacity = capacity.unwrap_or(CHANNEL_CAPACITY);
+    let runtime = match base.as_str() {
+        "wshub-ct" => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        // As `#[tokio::main]`: one worker per core this process may run on.
+        _ => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
+    }
+    .map_err(|e| e.to_string())?;
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("bind {addr}: {e}"))?;
+        let app = match base.as_str() {
+            "wshub" | "wshub-ct" | "wshub-hyper" => wshub_app(),
+            "axum" => axum_app(Forward::EachMessage, capacity),
+            "axum-batched" => axum_app(Forward::Batched, capacity),
+            other => return Err(format!("unknown server kind {other:?}; one of {KINDS:?}")),
+        };
+        let threads = if base == "wshub-ct" { 1 } else { workers };
+        println!("{kind} listening on {addr} ({threads} runtime thread(s))");
+        if base.starts_with("axum") {
+            tokio::spawn(report_lag());
+        }
+        let served = if base == "wshub-hyper" {
+            serve_http1(listener, app).await
+        } else if base.starts_with("wshub") {
+            // What a user writes: TCP_NODELAY and connect info included.
+            wshub::serve(listener, app).await
+        } else if nodelay {
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
+            axum::serve(listener, app).await
+        } else {
+            axum::serve(listener, app).await
+        };
+        served.map_err(|e| e.to_string())
+    })
+}
+
+/// Per-socket data: the name from `?name=`.
+struct User {
+    name: String,
+}
+
+/// Bun's chat server: everyone joins "room" on open; every message is
+/// published to the room (sender included) as `"{name}: {message}"`.
+struct Chat;
+
+impl Handler for Chat {
+    type Data = User;
+
+    async fn open(&self, ws: &WebSocket<User>) {
+        ws.subscribe("room");
+    }
+
+    async fn message(&self, ws: &WebSocket<User>, msg: Message) {
+        let text = msg.as_text().unwrap_or_default();
+        ws.publish("room", format!("{}: {text}", ws.data().name));
+    }
+}
+
+fn wshub_app() -> Router {
+    Router::new()
+        .route(
+            "/",
+            get(
+                |up: Upgrade<User>, Query(query): Query<HashMap<String, String>>| async move {
+                    let name = query.get("name").cloned().unwrap_or_default();
+                    up.accept(User { name })
+                },
+            ),
+        )
+        .layer(WebSocketLayer::new(Chat).config(Config::default().publish_to_self(true)))
+}
+
+/// Serves `app` with hyper's HTTP/1 connection directly, without the
+/// protocol sniffing of `axum::serve` (whose private `Rewind` wrapper hides
+/// the socket): an upgraded connection is then hyper's `TokioIo<TcpStream>`,
+/// and wshub's driver takes its own-socket path (TCP_NODELAY, direct reads).
+async fn serve_http1(listener: tokio::net::TcpListener, app: Router) -> std::io::Result<()> {
+    loop {
+        let (tcp, _) = listener.accept().await?;
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            let connection = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
+                .with_upgrades();
+            let _ = connection.await;
+        });
+    }
+}
+
+/// How the axum server's per-socket task forwards the room's messages.
+#[derive(Clone, Copy)]
+enum Forward {
+    /// As axum's `examples/chat`: `sender.send(msg).await` for each message,
+    /// one write (and one flush) each.
+    EachMessage,
+    /// Everything queued in the channel fed to the sink, then one flush.
+    Batched,
+}
+
+/// Messages the broadcast channel skipped for lagging receivers: lost.
+static LAGGED: AtomicU64 = AtomicU64::new(0);
+
+/// Prints the lag count when it changes, for the orchestrator to collect.
+async fn report_lag() {
+    let mut last = 0;
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = LAGGED.load(Ordering::Relaxed);
+        if now != last {
+            println!("lagged {now}");
+            last = now;
+        }
+    }
+}
+
+/// The capacity of axum's example (`broadcast::channel(100)`).
+const CHANNEL_CAPACITY: usize = 100;
+
+struct Room {
+    tx: broadcast::Sender<String>,
+    forward: Forward,
+}
+
+fn axum_app(forward: Forward, capacity: usize) -> Router {
+    let (tx, _rx) = broadcast::channel(capacity);
+    let room = Arc::new(Room { tx, forward });
+    Router::new()
+        .route(
+            "/",
+            get(
+                |up: WebSocketUpgrade,
+                 Query(query): Query<HashMap<String, String>>,
+                 State(room): State<Arc<Room>>| async move {
+                    let name = query.get("name").cloned().unwrap_or_default();
+                    up.on_upgrade(move |socket| axum_socket(socket, room, name))
+                },
+            ),
+        )
+        .with_state(room)
+}
+
+/// One connection, as in axum's `examples/chat`: a task forwarding the room
+/// to the socket, a task publishing what the socket sends; when either ends,
+/// the other is aborted. Unlike the example, a lagging receiver goes on
+/// (counting what it lost) instead of dropping the connection.
+async fn axum_socket(socket: ws::WebSocket, room: Arc<Room>, name: String) {
+    let (mut sender, mut receiver) = socket.split();
+    let mut rx = room.tx.subscribe();
+    let forward = room.forward;
+    let mut send_task = tokio::spawn(async move {
+        loop {
+            let first = match rx.recv().await {
+                Ok(msg) => msg,
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    LAGGED.fetch_add(n, Ordering::Relaxed);
+                    continue;
+                }
+                Err(broadcast::error::RecvError::Closed) => break,
+            };
+            let sent = match forward {
+                Forward::EachMessage => sender.send(ws::Message::Text(first.into())).await,
+                Forward::Batched => feed_all(&mut sender, &mut rx, first).await,
+            };
+            if sent.is_err() {
+                break;
+            }
+        }
+    });
+    let tx = room.tx.clone();
+    let mut recv_task = tokio::spawn(async move {
+        while let Some(Ok(msg)) = receiver.next().await {
+            if let ws::Message::Text(text) = msg {
+                let _ = tx.send(format!("{name}: {}", text.as_str()));
+            }
+        }
+    });
+    tokio::select! {
+        _ = &mut send_task => recv_task.abort(),
+        _ = &mut recv_task => send_task.abort(),
+    }
+}
+
+type Sink = futures_util::stream::SplitSink<ws::WebSocket, ws::Message>;
+
+/// Feeds `first` and everything else already in the channel, then flushes once.
+async fn feed_all(
+    sender: &mut Sink,
+    rx: &mut broadcast::Receiver<String>,
+    first: String,
+) -> Result<(), axum::Error> {
+    sender.feed(ws::Message::Text(first.into())).await?;
+    loop {
+        match rx.try_recv() {
+            Ok(msg) => sender.feed(ws::Message::Text(msg.into())).await?,
+            Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                LAGGED.fetch_add(n, Ordering::Relaxed);
+            }
+            Err(_) => break,
+        }
+    }
+    sender.flush().await
+}
