@@ -219,6 +219,8 @@ struct Connection<IO> {
     close_timeout: Duration,
     last_read: Instant,
     ping_sent: bool,
+    /// A flush was put off once already in this round (see `defer_flush`).
+    deferred: bool,
     write_error: Option<io::Error>,
 }
 
@@ -242,6 +244,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
             close_timeout: config.close_timeout,
             last_read: now,
             ping_sent: false,
+            deferred: false,
             write_error: None,
         }
     }
@@ -307,9 +310,13 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
             if let Some(end) = self.poll_timer(cx, core) {
                 return Poll::Ready(Event::End(end));
             }
+            if self.defer_flush(cx, core) {
+                return Poll::Pending;
+            }
             if let Poll::Ready(Err(error)) = self.poll_flush(cx, core) {
                 return Poll::Ready(Event::End(self.fail(core, error.into())));
             }
+            self.deferred = false;
             // Due once a flush (here or while a handler ran) emptied the queue.
             if core.take_drain() {
                 return Poll::Ready(Event::Drain);
@@ -443,6 +450,20 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
         }
     }
 
+    /// Puts off writing new frames until the tasks already woken have run:
+    /// publishers and other sockets then add to this socket's queue first,
+    /// and it all leaves in one write (uWebSockets' cork for a whole pass of
+    /// the event loop). Returns true when the caller should return `Pending`.
+    fn defer_flush(&mut self, cx: &mut Context<'_>, core: &Core) -> bool {
+        if self.deferred || !self.writing.is_empty() || !core.has_pending() {
+            return false;
+        }
+        self.deferred = true;
+        // A fresh `yield_now` polled once schedules this task behind the
+        // others (tokio defers the wake until after the I/O driver ran).
+        pin!(tokio::task::yield_now()).poll(cx).is_pending()
+    }
+
     /// Writes queued frames until none are left (`Ready(Ok)`) or the stream
     /// is full (`Pending`). One vectored write takes many frames at once.
     fn poll_flush(&mut self, cx: &mut Context<'_>, core: &Core) -> Poll<io::Result<()>> {
@@ -454,12 +475,20 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
                 self.writing
                     .extend(self.taken.drain(..).map(Entry::into_bytes));
             }
-            let mut slices = [IoSlice::new(&[]); MAX_IOV];
-            let count = self.writing.len().min(MAX_IOV);
-            for (slice, buf) in slices.iter_mut().zip(&self.writing) {
-                *slice = IoSlice::new(buf);
-            }
-            match Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..count]) {
+            let io = Pin::new(&mut self.io);
+            let result = match self.writing.as_slices() {
+                // One buffer: a plain write (`send`), cheaper than `writev`.
+                ([only], []) | ([], [only]) => io.poll_write(cx, only),
+                _ => {
+                    let mut slices = [IoSlice::new(&[]); MAX_IOV];
+                    let count = self.writing.len().min(MAX_IOV);
+                    for (slice, buf) in slices.iter_mut().zip(&self.writing) {
+                        *slice = IoSlice::new(buf);
+                    }
+                    io.poll_write_vectored(cx, &slices[..count])
+                }
+            };
+            match result {
                 Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
                 Poll::Ready(Ok(written)) => {
                     advance(&mut self.writing, written);

@@ -76,7 +76,11 @@ impl Topic {
     pub(crate) fn remove(&self, id: u64) -> bool {
         let mut state = self.lock();
         if let Some(at) = state.index.remove(&id) {
-            state.subscribers.swap_remove(at);
+            let gone = state.subscribers.swap_remove(at);
+            // Its cursor must not count for the subscribers that remain.
+            if let Some(batch) = &state.batch {
+                gone.core().close_cursor_on(batch);
+            }
             if let Some(moved) = state.subscribers.get(at) {
                 let moved = moved.core().id;
                 state.index.insert(moved, at);
@@ -102,36 +106,56 @@ impl Topic {
     }
 
     /// Frames `payload` once and queues it to every subscriber but `exclude`;
-    /// returns how many queued it (a socket closing or over its backpressure
-    /// limit is skipped).
+    /// returns how many it reached.
+    ///
+    /// While every recipient's queue holds an open cursor into the topic's
+    /// batch, this appends the frame and touches no subscriber at all; the
+    /// first publish into a batch opens the cursors (skipping sockets that
+    /// are closing or over their backpressure limit).
     pub(crate) fn publish(&self, opcode: OpCode, payload: &Bytes, exclude: Option<u64>) -> usize {
         let mut state = self.lock();
-        let recipients = state
-            .subscribers
-            .iter()
-            .filter(|s| Some(s.core().id) != exclude);
+        let sender = exclude
+            .and_then(|id| state.index.get(&id))
+            .map(|&at| Arc::clone(&state.subscribers[at]));
         if payload.len() > COPY_LIMIT {
             // Large payloads are shared as they are, behind one shared header.
             let mut head = BytesMut::new();
             encode_header(&mut head, opcode, payload.len());
             let head = head.freeze();
-            return recipients
+            return state
+                .subscribers
+                .iter()
+                .filter(|s| Some(s.core().id) != exclude)
                 .filter(|s| s.core().deliver_pair(&head, payload))
                 .count();
         }
-        let (batch, range) = loop {
+        let recipients = state.subscribers.len() - usize::from(sender.is_some());
+        // The sender's own message must fall outside its cursor.
+        if let (Some(sender), Some(batch)) = (&sender, &state.batch) {
+            sender.core().close_cursor_on(batch);
+        }
+        let (batch, appended) = loop {
             if let Some(batch) = &state.batch {
-                if let Some(range) = batch.append(|buf| encode_frame(buf, opcode, payload, None)) {
-                    break (Arc::clone(batch), range);
+                let write = |buf: &mut BytesMut| encode_frame(buf, opcode, payload, None);
+                if let Some(appended) = batch.append(recipients, write) {
+                    break (Arc::clone(batch), appended);
                 }
             }
             state.batch = Some(Batch::new());
         };
-        state
-            .subscribers
-            .iter()
-            .filter(|s| Some(s.core().id) != exclude)
-            .filter(|s| s.core().deliver_slice(&batch, range.clone()))
-            .count()
+        let reached = if appended.all_covered {
+            recipients
+        } else {
+            state
+                .subscribers
+                .iter()
+                .filter(|s| Some(s.core().id) != exclude)
+                .filter(|s| s.core().deliver_cursor(&batch, &appended.range))
+                .count()
+        };
+        if let Some(sender) = sender {
+            sender.core().reopen_cursor(&batch, appended.range.end);
+        }
+        reached
     }
 }

@@ -70,6 +70,11 @@ pub(crate) struct Core {
 #[derive(Default)]
 pub(crate) struct Outbox {
     queue: VecDeque<Entry>,
+    /// Published frames still arriving: logically the last entry of `queue`.
+    cursor: Option<Cursor>,
+    /// The batch (by id) and the end of the last cursor closed in this queue,
+    /// so a publish racing that close is not queued twice.
+    covered: Option<(u64, usize)>,
     /// Set by the driver when it found the queue empty.
     waker: Option<Waker>,
     /// Open `cork` calls: the driver is not woken until the last one ends.
@@ -86,6 +91,15 @@ impl Outbox {
     fn accepts_data(&self) -> bool {
         self.close.is_none() && !self.terminated && !self.ended
     }
+}
+
+/// An open range of a topic's batch: from `start` to wherever the batch ends
+/// when the range is closed (by the driver taking it, or by anything else
+/// being queued after it).
+#[derive(Debug)]
+struct Cursor {
+    batch: Arc<Batch>,
+    start: usize,
 }
 
 /// The topics a socket is subscribed to.
@@ -170,6 +184,7 @@ impl Core {
     /// there were none: everything queued has then been written.
     pub(crate) fn take_queue(&self, into: &mut VecDeque<Entry>, waker: &Waker) -> bool {
         let mut outbox = self.lock();
+        self.settle_cursor(&mut outbox);
         if !outbox.queue.is_empty() {
             std::mem::swap(&mut outbox.queue, into);
             return true;
@@ -183,6 +198,12 @@ impl Core {
             self.drained.store(true, Ordering::Release);
         }
         false
+    }
+
+    /// Whether anything waits to be written.
+    pub(crate) fn has_pending(&self) -> bool {
+        let outbox = self.lock();
+        !outbox.queue.is_empty() || outbox.cursor.is_some()
     }
 
     /// Whether `drain` is due, once.
@@ -217,31 +238,87 @@ impl Core {
         if !outbox.accepts_data() {
             return SendStatus::Dropped;
         }
+        self.settle_cursor(&mut outbox);
         outbox.queue.push_back(Entry::Bytes(frame.freeze()));
         self.queued(outbox, len)
     }
 
-    /// Queues a published frame: a range of a topic's batch, merged with the
-    /// previous entry when it continues it. Returns whether it was queued.
-    pub(crate) fn deliver_slice(&self, batch: &Arc<Batch>, range: Range<usize>) -> bool {
-        let len = range.len();
+    /// Makes sure the frame at `range` of `batch` reaches this socket: it is
+    /// covered already, or a cursor opens at it. Returns false if the socket
+    /// takes no data (closing, or over its backpressure limit).
+    pub(crate) fn deliver_cursor(&self, batch: &Arc<Batch>, range: &Range<usize>) -> bool {
         let Some(mut outbox) = self.admit() else {
             return false;
         };
-        match outbox.queue.back_mut() {
-            Some(Entry::Slice {
-                batch: last,
-                range: last_range,
-            }) if Arc::ptr_eq(last, batch) && last_range.end == range.start => {
-                last_range.end = range.end;
-            }
-            _ => outbox.queue.push_back(Entry::Slice {
-                batch: Arc::clone(batch),
-                range,
-            }),
+        let id = batch.id();
+        let open_here = outbox.cursor.as_ref().is_some_and(|c| c.batch.id() == id);
+        let closed_past = outbox
+            .covered
+            .is_some_and(|(covered, end)| covered == id && end >= range.end);
+        if !open_here && !closed_past {
+            self.open_cursor(&mut outbox, batch, range.start);
+            self.wake(outbox);
         }
-        self.queued(outbox, len);
         true
+    }
+
+    /// Closes this socket's cursor if it points into `batch`.
+    pub(crate) fn close_cursor_on(&self, batch: &Batch) {
+        let mut outbox = self.lock();
+        if outbox
+            .cursor
+            .as_ref()
+            .is_some_and(|c| c.batch.id() == batch.id())
+        {
+            self.settle_cursor(&mut outbox);
+        }
+    }
+
+    /// Opens a cursor at `at` (just past this socket's own message) so the
+    /// next publishes reach it without a visit, if it takes data.
+    pub(crate) fn reopen_cursor(&self, batch: &Arc<Batch>, at: usize) {
+        if let Some(mut outbox) = self.admit() {
+            self.open_cursor(&mut outbox, batch, at);
+            self.wake(outbox);
+        }
+    }
+
+    fn open_cursor(&self, outbox: &mut Outbox, batch: &Arc<Batch>, start: usize) {
+        self.settle_cursor(outbox);
+        batch.open_cursor();
+        outbox.cursor = Some(Cursor {
+            batch: Arc::clone(batch),
+            start,
+        });
+    }
+
+    /// Closes the open cursor, if any, into a queued range.
+    fn settle_cursor(&self, outbox: &mut Outbox) {
+        let Some(Cursor { batch, start }) = outbox.cursor.take() else {
+            return;
+        };
+        let end = batch.close_cursor();
+        outbox.covered = Some((batch.id(), end));
+        if end > start {
+            self.buffered.fetch_add(end - start, Ordering::AcqRel);
+            outbox.queue.push_back(Entry::Slice {
+                batch,
+                range: start..end,
+            });
+        }
+    }
+
+    /// Wakes the driver, unless corked, to write what is queued.
+    fn wake(&self, mut outbox: MutexGuard<'_, Outbox>) {
+        let waker = if outbox.corks == 0 {
+            outbox.waker.take()
+        } else {
+            None
+        };
+        drop(outbox);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
     }
 
     /// Queues a published large frame (its header and its shared payload).
@@ -257,6 +334,7 @@ impl Core {
         let Some(mut outbox) = self.admit() else {
             return SendStatus::Dropped;
         };
+        self.settle_cursor(&mut outbox);
         outbox.queue.push_back(entry);
         self.queued(outbox, len)
     }
@@ -266,6 +344,7 @@ impl Core {
         let Some(mut outbox) = self.admit() else {
             return SendStatus::Dropped;
         };
+        self.settle_cursor(&mut outbox);
         outbox.queue.push_back(head);
         outbox.queue.push_back(body);
         self.queued(outbox, len)
@@ -304,6 +383,7 @@ impl Core {
             return false;
         }
         outbox.close = Some((code, reason.to_owned()));
+        self.settle_cursor(&mut outbox);
         outbox.queue.push_back(Entry::Bytes(frame.freeze()));
         self.set_state(ReadyState::Closing);
         self.queued(outbox, len);
@@ -317,6 +397,7 @@ impl Core {
             let mut outbox = self.lock();
             outbox.ended = true;
             outbox.waker = None;
+            self.settle_cursor(&mut outbox);
             std::mem::take(&mut outbox.queue)
         };
         drop(queued);
@@ -340,17 +421,9 @@ impl Core {
 
     /// Counts `len` newly queued bytes, wakes the driver unless corked, and
     /// reports the status of the send.
-    fn queued(&self, mut outbox: MutexGuard<'_, Outbox>, len: usize) -> SendStatus {
+    fn queued(&self, outbox: MutexGuard<'_, Outbox>, len: usize) -> SendStatus {
         let buffered = self.buffered.fetch_add(len, Ordering::AcqRel) + len;
-        let waker = if outbox.corks == 0 {
-            outbox.waker.take()
-        } else {
-            None
-        };
-        drop(outbox);
-        if let Some(waker) = waker {
-            waker.wake();
-        }
+        self.wake(outbox);
         if buffered > self.limit || self.blocked.load(Ordering::Acquire) {
             self.needs_drain.store(true, Ordering::Release);
             SendStatus::Backpressure
@@ -369,7 +442,7 @@ impl Core {
         let waker = {
             let mut outbox = self.lock();
             outbox.corks = outbox.corks.saturating_sub(1);
-            if outbox.corks == 0 && !outbox.queue.is_empty() {
+            if outbox.corks == 0 && (!outbox.queue.is_empty() || outbox.cursor.is_some()) {
                 outbox.waker.take()
             } else {
                 None
