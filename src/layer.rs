@@ -196,7 +196,7 @@ where
         if let (Some(accepted), Some(layer)) = (accepted, this.layer.take()) {
             if let Some(conn) = accepted.claim(layer.id) {
                 response.extensions_mut().remove::<Accepted>();
-                driver::spawn(layer.handler, layer.config, layer.hub, conn);
+                driver::spawn(layer.handler, layer.config, &layer.hub, conn);
             }
         }
         Poll::Ready(Ok(response))

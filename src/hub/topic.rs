@@ -1,6 +1,6 @@
 //! One topic: its subscribers and the fan-out of a publish.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::{Bytes, BytesMut};
@@ -38,7 +38,7 @@ impl Topic {
             name,
             state: Mutex::new(State {
                 subscribers: Vec::new(),
-                index: HashMap::new(),
+                index: HashMap::default(),
                 batch: None,
                 removed: false,
             }),
@@ -88,7 +88,7 @@ impl Topic {
         }
         if state.subscribers.is_empty() {
             state.batch = None;
-            state.index = HashMap::new();
+            state.index = HashMap::default();
             state.subscribers = Vec::new();
         }
         state.subscribers.is_empty()

@@ -53,8 +53,9 @@ pub struct Decoder {
     max_payload: usize,
     /// The header of the frame whose payload is still arriving.
     pending: Option<Pending>,
-    /// The message whose later fragments are still to come.
-    fragments: Option<Fragments>,
+    /// The message whose later fragments are still to come (boxed: rare,
+    /// and every idle connection carries a decoder).
+    fragments: Option<Box<Fragments>>,
     utf8: Utf8Validator,
 }
 
@@ -169,7 +170,8 @@ impl Decoder {
             apply_mask(bytes, mask, offset);
         }
         let text = match header.opcode {
-            OpCode::Text => true,
+            // A whole one-frame message is checked once, when it completes.
+            OpCode::Text => !(header.fin && offset == 0 && bytes.len() as u64 == header.len),
             OpCode::Continuation => self.fragments.as_ref().is_some_and(|f| f.text),
             _ => false,
         };
@@ -195,7 +197,7 @@ impl Decoder {
             OpCode::Text | OpCode::Binary => {
                 let text = header.opcode == OpCode::Text;
                 if !header.fin {
-                    self.fragments = Some(Fragments { text, buf: payload });
+                    self.fragments = Some(Box::new(Fragments { text, buf: payload }));
                     return Ok(None);
                 }
                 self.message(text, payload)?
@@ -209,7 +211,8 @@ impl Decoder {
                     self.fragments = Some(fragments);
                     return Ok(None);
                 }
-                self.message(fragments.text, fragments.buf)?
+                let Fragments { text, buf } = *fragments;
+                self.message(text, buf)?
             }
         };
         Ok(Some(frame))
@@ -219,7 +222,7 @@ impl Decoder {
         let payload = payload.freeze();
         if text {
             self.utf8.finish()?;
-            Ok(Frame::Message(Message::text_unchecked_utf8(payload)))
+            Ok(Frame::Message(Message::text_from_utf8(payload)?))
         } else {
             Ok(Frame::Message(Message::binary(payload)))
         }

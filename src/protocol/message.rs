@@ -1,6 +1,7 @@
 //! A complete text or binary message.
 
 use bytes::Bytes;
+use bytestring::ByteString;
 
 /// A WebSocket data message: text (always valid UTF-8) or binary.
 ///
@@ -15,77 +16,87 @@ use bytes::Bytes;
 /// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct Message {
-    text: bool,
-    payload: Bytes,
+    repr: Repr,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+enum Repr {
+    /// Checked once, when the message was built or received.
+    Text(ByteString),
+    Binary(Bytes),
 }
 
 impl Message {
     /// A text message.
     pub fn text(text: impl Into<String>) -> Self {
         Self {
-            text: true,
-            payload: Bytes::from(text.into()),
+            repr: Repr::Text(ByteString::from(text.into())),
         }
     }
 
     /// A binary message.
     pub fn binary(bytes: impl Into<Bytes>) -> Self {
         Self {
-            text: false,
-            payload: bytes.into(),
+            repr: Repr::Binary(bytes.into()),
         }
     }
 
-    /// A text message from bytes already checked to be UTF-8.
-    pub(crate) fn text_unchecked_utf8(payload: Bytes) -> Self {
-        Self {
-            text: true,
-            payload,
-        }
+    /// A text message from received bytes; fails if they are not UTF-8.
+    pub(crate) fn text_from_utf8(payload: Bytes) -> Result<Self, super::utf8::InvalidUtf8> {
+        let text = ByteString::try_from(payload).map_err(|_| super::utf8::InvalidUtf8)?;
+        Ok(Self {
+            repr: Repr::Text(text),
+        })
     }
 
     /// The payload as shared bytes.
     pub(crate) fn payload(&self) -> &Bytes {
-        &self.payload
+        match &self.repr {
+            Repr::Text(text) => text.as_bytes(),
+            Repr::Binary(bytes) => bytes,
+        }
     }
 
     /// Whether this is a text message.
     pub fn is_text(&self) -> bool {
-        self.text
+        matches!(self.repr, Repr::Text(_))
     }
 
     /// Whether this is a binary message.
     pub fn is_binary(&self) -> bool {
-        !self.text
+        !self.is_text()
     }
 
-    /// The text of a text message; `None` for a binary one.
+    /// The text of a text message; `None` for a binary one. Free: the text
+    /// was checked once, when the message arrived.
     pub fn as_text(&self) -> Option<&str> {
-        if self.text {
-            super::utf8::validate(&self.payload).ok()
-        } else {
-            None
+        match &self.repr {
+            Repr::Text(text) => Some(text),
+            Repr::Binary(_) => None,
         }
     }
 
     /// The payload bytes, whatever the kind.
     pub fn as_bytes(&self) -> &[u8] {
-        &self.payload
+        self.payload()
     }
 
     /// The payload, without copying.
     pub fn into_bytes(self) -> Bytes {
-        self.payload
+        match self.repr {
+            Repr::Text(text) => text.into_bytes(),
+            Repr::Binary(bytes) => bytes,
+        }
     }
 
     /// The payload length in bytes.
     pub fn len(&self) -> usize {
-        self.payload.len()
+        self.payload().len()
     }
 
     /// Whether the payload is empty.
     pub fn is_empty(&self) -> bool {
-        self.payload.is_empty()
+        self.payload().is_empty()
     }
 }
 
@@ -93,14 +104,16 @@ impl std::fmt::Debug for Message {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.as_text() {
             Some(text) => f.debug_tuple("Text").field(&text).finish(),
-            None => f.debug_tuple("Binary").field(&self.payload.len()).finish(),
+            None => f.debug_tuple("Binary").field(&self.len()).finish(),
         }
     }
 }
 
 impl From<&str> for Message {
     fn from(text: &str) -> Self {
-        Self::text_unchecked_utf8(Bytes::copy_from_slice(text.as_bytes()))
+        Self {
+            repr: Repr::Text(ByteString::from(text)),
+        }
     }
 }
 

@@ -35,11 +35,35 @@ pub(crate) enum Entry {
 }
 
 impl Entry {
-    /// The bytes to write.
-    pub(crate) fn into_bytes(self) -> Bytes {
+    /// Turns a batch range into the bytes to write (freezing the batch).
+    pub(crate) fn resolve(&mut self) {
+        if let Self::Slice { batch, range } = self {
+            *self = Self::Bytes(batch.slice(range.clone()));
+        }
+    }
+
+    /// The bytes of a resolved entry (none before [`resolve`](Self::resolve)).
+    pub(crate) fn bytes(&self) -> &[u8] {
         match self {
             Self::Bytes(bytes) => bytes,
-            Self::Slice { batch, range } => batch.slice(range),
+            Self::Slice { .. } => &[],
+        }
+    }
+
+    /// Drops `n` written bytes from the front of a resolved entry.
+    pub(crate) fn advance(&mut self, n: usize) {
+        if let Self::Bytes(bytes) = self {
+            bytes::Buf::advance(bytes, n);
+        }
+    }
+
+    /// The bytes to write.
+    #[cfg(test)]
+    pub(crate) fn into_bytes(mut self) -> Bytes {
+        self.resolve();
+        match self {
+            Self::Bytes(bytes) => bytes,
+            Self::Slice { .. } => Bytes::new(),
         }
     }
 }
@@ -74,13 +98,13 @@ pub(crate) struct Outbox {
     cursor: Option<Cursor>,
     /// The batch (by id) and the end of the last cursor closed in this queue,
     /// so a publish racing that close is not queued twice.
-    covered: Option<(u64, usize)>,
+    covered: Option<(u64, u32)>,
     /// Set by the driver when it found the queue empty.
     waker: Option<Waker>,
     /// Open `cork` calls: the driver is not woken until the last one ends.
     corks: u32,
     /// The close frame queued so far, if any: no data may follow it.
-    pub(crate) close: Option<(u16, String)>,
+    pub(crate) close: Option<Box<(u16, String)>>,
     pub(crate) terminated: bool,
     /// The connection is gone: nothing will be written any more.
     ended: bool,
@@ -200,6 +224,11 @@ impl Core {
         false
     }
 
+    /// The close frame this side queued: its code and reason.
+    pub(crate) fn queued_close(&self) -> Option<(u16, String)> {
+        self.lock().close.as_deref().cloned()
+    }
+
     /// Whether anything waits to be written.
     pub(crate) fn has_pending(&self) -> bool {
         let outbox = self.lock();
@@ -254,7 +283,7 @@ impl Core {
         let open_here = outbox.cursor.as_ref().is_some_and(|c| c.batch.id() == id);
         let closed_past = outbox
             .covered
-            .is_some_and(|(covered, end)| covered == id && end >= range.end);
+            .is_some_and(|(covered, end)| covered == id && end as usize >= range.end);
         if !open_here && !closed_past {
             self.open_cursor(&mut outbox, batch, range.start);
             self.wake(outbox);
@@ -298,7 +327,8 @@ impl Core {
             return;
         };
         let end = batch.close_cursor();
-        outbox.covered = Some((batch.id(), end));
+        // Batches stay far below 4 GiB (64 KiB plus one small frame).
+        outbox.covered = Some((batch.id(), u32::try_from(end).unwrap_or(u32::MAX)));
         if end > start {
             self.buffered.fetch_add(end - start, Ordering::AcqRel);
             outbox.queue.push_back(Entry::Slice {
@@ -382,7 +412,7 @@ impl Core {
         if !outbox.accepts_data() {
             return false;
         }
-        outbox.close = Some((code, reason.to_owned()));
+        outbox.close = Some(Box::new((code, reason.to_owned())));
         self.settle_cursor(&mut outbox);
         outbox.queue.push_back(Entry::Bytes(frame.freeze()));
         self.set_state(ReadyState::Closing);

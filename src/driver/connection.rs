@@ -1,6 +1,5 @@
-//! The connection driver: one task per socket that reads frames, calls the
-//! handler, writes queued frames in batches, keeps the timers and runs the
-//! close handshake (RFC 6455 §7).
+//! One connection's state and the polling that moves it: decode, write,
+//! read, timers, and the close handshake's bookkeeping.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -12,20 +11,17 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt as _;
-use hyper::upgrade::Upgraded;
-use hyper_util::rt::TokioIo;
+use futures_util::future::CatchUnwind;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
-use tracing::Instrument as _;
 
+use super::transport::Transport;
 use crate::protocol::frame::OpCode;
 use crate::protocol::{Decoder, Frame, Role, close_code};
-use crate::socket::{Core, Entry, ReadyState, Settings};
-use crate::upgrade::AcceptedConn;
-use crate::{Config, Error, Handler, Hub, Message, WebSocket};
+use crate::socket::{Core, Entry, ReadyState};
+use crate::{Config, Error, Message};
 
 /// Size of the per-thread buffer that reads land in when no frame is pending.
 const SCRATCH_LEN: usize = 64 * 1024;
@@ -41,150 +37,25 @@ thread_local! {
     static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; SCRATCH_LEN].into_boxed_slice());
 }
 
-/// Starts the task of an accepted connection once hyper hands over the stream.
-pub(crate) fn spawn<H: Handler>(
-    handler: Arc<H>,
-    config: Arc<Config>,
-    hub: Hub,
-    conn: AcceptedConn,
-) {
-    let AcceptedConn {
-        on_upgrade,
-        data,
-        protocol,
-        remote_addr,
-        ..
-    } = conn;
-    let Ok(data) = data.downcast::<H::Data>() else {
-        // The extractor checks the type against the layer, so this cannot happen.
-        tracing::error!("upgrade data does not match the handler's data type");
-        return;
-    };
-    tokio::spawn(async move {
-        let upgraded = match on_upgrade.await {
-            Ok(upgraded) => upgraded,
-            Err(error) => {
-                tracing::debug!(%error, "WebSocket upgrade failed");
-                return;
-            }
-        };
-        let new_socket = |remote_addr| {
-            let settings = Settings {
-                backpressure_limit: config.backpressure_limit,
-                close_on_backpressure_limit: config.close_on_backpressure_limit,
-                publish_to_self: config.publish_to_self,
-            };
-            let core = Core::new(Arc::clone(hub.inner()), settings, remote_addr, protocol);
-            WebSocket::new(core, *data)
-        };
-        // A plain hyper connection gives the TCP stream back: use it directly.
-        match upgraded.downcast::<TokioIo<TcpStream>>() {
-            Ok(parts) => {
-                let tcp = parts.io.into_inner();
-                let _ = tcp.set_nodelay(true);
-                let ws = new_socket(remote_addr.or_else(|| tcp.peer_addr().ok()));
-                run(handler, &config, tcp, parts.read_buf, ws).await;
-            }
-            Err(upgraded) => {
-                let ws = new_socket(remote_addr);
-                run(
-                    handler,
-                    &config,
-                    TokioIo::<Upgraded>::new(upgraded),
-                    Bytes::new(),
-                    ws,
-                )
-                .await;
-            }
-        }
-    });
-}
-
-/// The life of one socket, from `open` to `close`.
-async fn run<H, IO>(handler: Arc<H>, config: &Config, io: IO, prefix: Bytes, ws: WebSocket<H::Data>)
-where
-    H: Handler,
-    IO: AsyncRead + AsyncWrite + Unpin,
-{
-    let span = tracing::debug_span!("websocket", id = ws.id(), remote = ?ws.remote_addr());
-    live(handler, config, io, prefix, &ws)
-        .instrument(span)
-        .await;
-}
-
-async fn live<H, IO>(
-    handler: Arc<H>,
-    config: &Config,
-    io: IO,
-    prefix: Bytes,
-    ws: &WebSocket<H::Data>,
-) where
-    H: Handler,
-    IO: AsyncRead + AsyncWrite + Unpin,
-{
-    let core = ws.core();
-    let mut conn = Connection::new(io, prefix, config);
-    core.hub.opened();
-    tracing::debug!("open");
-    let opened = conn.drive(core, handler.open(ws)).await;
-    let end = match opened {
-        Err(error) => conn.fail(core, error),
-        Ok(()) => loop {
-            let result = match poll_fn(|cx| conn.poll_event(cx, core)).await {
-                Event::Message(msg) => conn.drive(core, handler.message(ws, msg)).await,
-                Event::Ping(payload) => conn.drive(core, handler.ping(ws, payload)).await,
-                Event::Pong(payload) => conn.drive(core, handler.pong(ws, payload)).await,
-                Event::Drain => conn.drive(core, handler.drain(ws)).await,
-                Event::End(end) => break end,
-            };
-            if let Err(error) = result {
-                break conn.fail(core, error);
-            }
-        },
-    };
-    let deadline = Instant::now() + config.close_timeout;
-    conn.finish_writes(core, end.then, deadline).await;
-    core.shut();
-    core.leave_hub();
-    core.hub.closed();
-    tracing::debug!(code = end.code, reason = %end.reason, "close");
-    if let Some(error) = end.error {
-        tracing::debug!(%error, "connection failed");
-        if conn.drive(core, handler.error(ws, error)).await.is_err() {
-            tracing::warn!("`Handler::error` panicked");
-        }
-    }
-    if conn
-        .drive(core, handler.close(ws, end.code, &end.reason))
-        .await
-        .is_err()
-    {
-        tracing::warn!("`Handler::close` panicked");
-    }
-    if end.then == Then::Linger {
-        conn.linger(deadline).await;
-    }
-}
-
 /// What the driver hands to the handler next.
-enum Event {
+pub(super) enum Event {
     Message(Message),
     Ping(Bytes),
     Pong(Bytes),
     Drain,
-    End(End),
+    End(Box<End>),
 }
 
 /// How a connection ended, and what is left to do with the stream.
-struct End {
-    code: u16,
-    reason: String,
-    error: Option<Error>,
-    then: Then,
+pub(super) struct End {
+    pub(super) code: u16,
+    pub(super) reason: String,
+    pub(super) error: Option<Error>,
+    pub(super) then: Then,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Then {
+pub(super) enum Then {
     /// Write what is queued (our close frame), shut down our side, and wait
     /// briefly for the peer to close its side, so it reads our close before
     /// the stream goes away.
@@ -199,24 +70,20 @@ enum State {
     /// Messages flow both ways.
     Open,
     /// Our close frame is queued; waiting for the peer's until the timer fires.
-    ClosedByUs { code: u16, reason: String },
+    ClosedByUs,
 }
 
-struct Connection<IO> {
-    io: IO,
+pub(super) struct Connection {
+    io: Transport,
+    config: Arc<Config>,
     /// Only the bytes of an unfinished frame; empty (no allocation) when idle.
     read_buf: BytesMut,
     decoder: Decoder,
-    /// Entries just taken from the outbox (kept for its capacity).
-    taken: VecDeque<Entry>,
-    /// Frames being written, front partly written.
-    writing: VecDeque<Bytes>,
+    /// Entries taken from the outbox, front partly written.
+    writing: VecDeque<Entry>,
     state: State,
     /// The idle check, or the close deadline once closing.
     timer: Option<Pin<Box<Sleep>>>,
-    idle_timeout: Option<Duration>,
-    send_pings: bool,
-    close_timeout: Duration,
     last_read: Instant,
     ping_sent: bool,
     /// A flush was put off once already in this round (see `defer_flush`).
@@ -224,8 +91,8 @@ struct Connection<IO> {
     write_error: Option<io::Error>,
 }
 
-impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
-    fn new(io: IO, prefix: Bytes, config: &Config) -> Self {
+impl Connection {
+    pub(super) fn new(io: Transport, prefix: Bytes, config: Arc<Config>) -> Self {
         let now = Instant::now();
         let timer = config.idle_timeout.map(|idle| {
             let first = if config.send_pings { idle / 2 } else { idle };
@@ -233,15 +100,12 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
         });
         Self {
             io,
-            read_buf: BytesMut::from(&prefix[..]),
             decoder: Decoder::new(Role::Server, config.max_payload_length),
-            taken: VecDeque::new(),
+            config,
+            read_buf: BytesMut::from(&prefix[..]),
             writing: VecDeque::new(),
             state: State::Open,
             timer,
-            idle_timeout: config.idle_timeout,
-            send_pings: config.send_pings,
-            close_timeout: config.close_timeout,
             last_read: now,
             ping_sent: false,
             deferred: false,
@@ -252,27 +116,24 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
     /// Runs a handler future to completion, writing queued frames while it
     /// waits. A future that finishes at once writes nothing: its sends go out
     /// together with whatever comes next (automatic corking).
-    async fn drive(&mut self, core: &Core, fut: impl Future<Output = ()>) -> Result<(), Error> {
-        let mut fut = pin!(AssertUnwindSafe(fut).catch_unwind());
-        poll_fn(|cx| match fut.as_mut().poll(cx) {
-            Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
-            Poll::Ready(Err(panic)) => {
-                Poll::Ready(Err(Error::HandlerPanicked(panic_message(&*panic))))
-            }
-            Poll::Pending => {
-                if self.write_error.is_none() {
-                    if let Poll::Ready(Err(error)) = self.poll_flush(cx, core) {
-                        self.write_error = Some(error);
-                    }
-                }
-                Poll::Pending
-            }
-        })
-        .await
+    pub(super) fn drive<'a, F: Future<Output = ()>>(
+        &'a mut self,
+        core: &'a Core,
+        fut: F,
+    ) -> Drive<'a, F> {
+        Drive {
+            conn: self,
+            core,
+            fut: AssertUnwindSafe(fut).catch_unwind(),
+        }
+    }
+
+    pub(super) fn close_timeout(&self) -> Duration {
+        self.config.close_timeout
     }
 
     /// Fails the connection: queues a close frame with the error's code.
-    fn fail(&mut self, core: &Core, error: Error) -> End {
+    pub(super) fn fail(&mut self, core: &Core, error: Error) -> End {
         let code = error.close_code();
         let then = match error {
             Error::Io(_) => Then::Drop,
@@ -291,13 +152,13 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
     }
 
     /// Reads, decodes and writes until there is something for the handler.
-    fn poll_event(&mut self, cx: &mut Context<'_>, core: &Core) -> Poll<Event> {
+    pub(super) fn poll_event(&mut self, cx: &mut Context<'_>, core: &Core) -> Poll<Event> {
         loop {
             if let Some(end) = self.check_commands(core) {
-                return Poll::Ready(Event::End(end));
+                return Poll::Ready(Event::End(Box::new(end)));
             }
             if let Some(error) = self.write_error.take() {
-                return Poll::Ready(Event::End(self.fail(core, error.into())));
+                return Poll::Ready(Event::End(Box::new(self.fail(core, error.into()))));
             }
             match self.decoder.decode(&mut self.read_buf) {
                 Ok(Some(frame)) => match self.on_frame(core, frame) {
@@ -305,16 +166,18 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
                     None => continue,
                 },
                 Ok(None) => {}
-                Err(error) => return Poll::Ready(Event::End(self.fail(core, error.into()))),
+                Err(error) => {
+                    return Poll::Ready(Event::End(Box::new(self.fail(core, error.into()))));
+                }
             }
             if let Some(end) = self.poll_timer(cx, core) {
-                return Poll::Ready(Event::End(end));
+                return Poll::Ready(Event::End(Box::new(end)));
             }
             if self.defer_flush(cx, core) {
                 return Poll::Pending;
             }
             if let Poll::Ready(Err(error)) = self.poll_flush(cx, core) {
-                return Poll::Ready(Event::End(self.fail(core, error.into())));
+                return Poll::Ready(Event::End(Box::new(self.fail(core, error.into()))));
             }
             self.deferred = false;
             // Due once a flush (here or while a handler ran) emptied the queue.
@@ -322,13 +185,15 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
                 return Poll::Ready(Event::Drain);
             }
             match self.poll_read(cx) {
-                Poll::Ready(Ok(0)) => return Poll::Ready(Event::End(self.peer_gone(None))),
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Event::End(Box::new(self.peer_gone(core, None))));
+                }
                 Poll::Ready(Ok(_)) => {
                     self.last_read = Instant::now();
                     self.ping_sent = false;
                 }
                 Poll::Ready(Err(error)) => {
-                    return Poll::Ready(Event::End(self.peer_gone(Some(error))));
+                    return Poll::Ready(Event::End(Box::new(self.peer_gone(core, Some(error)))));
                 }
                 Poll::Pending => return Poll::Pending,
             }
@@ -349,12 +214,9 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
                 then: Then::Drop,
             });
         }
-        if let (State::Open, Some((code, reason))) = (&self.state, &outbox.close) {
-            self.state = State::ClosedByUs {
-                code: *code,
-                reason: reason.clone(),
-            };
-            let deadline = Instant::now() + self.close_timeout;
+        if let (State::Open, Some(_)) = (&self.state, &outbox.close) {
+            self.state = State::ClosedByUs;
+            let deadline = Instant::now() + self.config.close_timeout;
             match &mut self.timer {
                 Some(timer) => timer.as_mut().reset(deadline),
                 None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
@@ -375,7 +237,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
             }
             Frame::Pong(payload) if open => Some(Event::Pong(payload)),
             Frame::Ping(_) | Frame::Pong(_) => None,
-            Frame::Close(body) => Some(Event::End(match &self.state {
+            Frame::Close(body) => Some(Event::End(Box::new(match &self.state {
                 State::Open => {
                     // Echo the peer's code (an empty body if it sent none).
                     core.begin_close(body.code, "");
@@ -386,27 +248,22 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
                         then: Then::Linger,
                     }
                 }
-                State::ClosedByUs { code, reason } => End {
-                    code: *code,
-                    reason: reason.clone(),
-                    error: None,
-                    then: Then::Linger,
-                },
-            })),
+                State::ClosedByUs => our_close(core, None, Then::Linger),
+            }))),
         }
     }
 
     /// EOF or a read error: the peer left without finishing a close handshake.
-    fn peer_gone(&mut self, error: Option<io::Error>) -> End {
-        let (code, reason) = match &self.state {
-            State::ClosedByUs { code, reason } => (*code, reason.clone()),
-            State::Open => (close_code::ABNORMAL, String::new()),
-        };
-        End {
-            code,
-            reason,
-            error: error.map(Error::Io),
-            then: Then::Drop,
+    fn peer_gone(&mut self, core: &Core, error: Option<io::Error>) -> End {
+        let error = error.map(Error::Io);
+        match &self.state {
+            State::ClosedByUs => our_close(core, error, Then::Drop),
+            State::Open => End {
+                code: close_code::ABNORMAL,
+                reason: String::new(),
+                error,
+                then: Then::Drop,
+            },
         }
     }
 
@@ -417,16 +274,11 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
             if timer.as_mut().poll(cx).is_pending() {
                 return None;
             }
-            if let State::ClosedByUs { code, reason } = &self.state {
-                return Some(End {
-                    code: *code,
-                    reason: reason.clone(),
-                    error: None,
-                    then: Then::Linger,
-                });
+            if let State::ClosedByUs = self.state {
+                return Some(our_close(core, None, Then::Linger));
             }
             // The timer is re-armed lazily: reads only record the time.
-            let idle = self.idle_timeout?;
+            let idle = self.config.idle_timeout?;
             let silent = self.last_read.elapsed();
             if silent >= idle {
                 core.begin_close(close_code::AWAY, "idle timeout");
@@ -437,11 +289,12 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
                     then: Then::Linger,
                 });
             }
-            if self.send_pings && !self.ping_sent && silent >= idle / 2 {
+            let send_pings = self.config.send_pings;
+            if send_pings && !self.ping_sent && silent >= idle / 2 {
                 core.send_control(OpCode::Ping, b"");
                 self.ping_sent = true;
             }
-            let wait = if self.send_pings && !self.ping_sent {
+            let wait = if send_pings && !self.ping_sent {
                 idle / 2
             } else {
                 idle
@@ -468,25 +321,23 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
     /// is full (`Pending`). One vectored write takes many frames at once.
     fn poll_flush(&mut self, cx: &mut Context<'_>, core: &Core) -> Poll<io::Result<()>> {
         loop {
-            if self.writing.is_empty() {
-                if !core.take_queue(&mut self.taken, cx.waker()) {
-                    return Pin::new(&mut self.io).poll_flush(cx);
-                }
-                self.writing
-                    .extend(self.taken.drain(..).map(Entry::into_bytes));
+            if self.writing.is_empty() && !core.take_queue(&mut self.writing, cx.waker()) {
+                return Pin::new(&mut self.io).poll_flush(cx);
+            }
+            let count = self.writing.len().min(MAX_IOV);
+            for entry in self.writing.iter_mut().take(count) {
+                entry.resolve();
             }
             let io = Pin::new(&mut self.io);
-            let result = match self.writing.as_slices() {
+            let result = if count == 1 {
                 // One buffer: a plain write (`send`), cheaper than `writev`.
-                ([only], []) | ([], [only]) => io.poll_write(cx, only),
-                _ => {
-                    let mut slices = [IoSlice::new(&[]); MAX_IOV];
-                    let count = self.writing.len().min(MAX_IOV);
-                    for (slice, buf) in slices.iter_mut().zip(&self.writing) {
-                        *slice = IoSlice::new(buf);
-                    }
-                    io.poll_write_vectored(cx, &slices[..count])
+                io.poll_write(cx, self.writing[0].bytes())
+            } else {
+                let mut slices = [IoSlice::new(&[]); MAX_IOV];
+                for (slice, entry) in slices.iter_mut().zip(&self.writing) {
+                    *slice = IoSlice::new(entry.bytes());
                 }
+                io.poll_write_vectored(cx, &slices[..count])
             };
             match result {
                 Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
@@ -531,7 +382,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
     }
 
     /// Writes what is still queued and shuts down our side, by `deadline`.
-    async fn finish_writes(&mut self, core: &Core, then: Then, deadline: Instant) {
+    pub(super) async fn finish_writes(&mut self, core: &Core, then: Then, deadline: Instant) {
         core.set_state(ReadyState::Closing);
         if then == Then::Drop {
             return;
@@ -544,7 +395,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
     }
 
     /// Reads and drops until the peer closes its side, or `deadline`.
-    async fn linger(&mut self, deadline: Instant) {
+    pub(super) async fn linger(&mut self, deadline: Instant) {
         let drain = async {
             loop {
                 self.read_buf.clear();
@@ -558,18 +409,67 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
     }
 }
 
+pin_project_lite::pin_project! {
+    /// A handler future run by [`Connection::drive`]. A hand-written future
+    /// rather than an `async fn`, which would keep the handler's future twice
+    /// in every connection's task.
+    pub(super) struct Drive<'a, F> {
+        conn: &'a mut Connection,
+        core: &'a Core,
+        #[pin]
+        fut: CatchUnwind<AssertUnwindSafe<F>>,
+    }
+}
+
+impl<F: Future<Output = ()>> Future for Drive<'_, F> {
+    type Output = Result<(), Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        match this.fut.poll(cx) {
+            Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
+            Poll::Ready(Err(panic)) => {
+                Poll::Ready(Err(Error::HandlerPanicked(panic_message(&*panic))))
+            }
+            Poll::Pending => {
+                let conn = this.conn;
+                if conn.write_error.is_none() {
+                    if let Poll::Ready(Err(error)) = conn.poll_flush(cx, this.core) {
+                        conn.write_error = Some(error);
+                    }
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
 /// Drops `n` written bytes from the front of the queue.
-fn advance(queue: &mut VecDeque<Bytes>, mut n: usize) {
+fn advance(queue: &mut VecDeque<Entry>, mut n: usize) {
     while n > 0 {
         let Some(front) = queue.front_mut() else {
             return;
         };
-        if n < front.len() {
+        let len = front.bytes().len();
+        if n < len {
             front.advance(n);
             return;
         }
-        n -= front.len();
+        n -= len;
         queue.pop_front();
+    }
+}
+
+/// The end of a close this side started: its code and reason, as queued.
+fn our_close(core: &Core, error: Option<Error>, then: Then) -> End {
+    let (code, reason) = core
+        .queued_close()
+        .unwrap_or((close_code::NORMAL, String::new()));
+    End {
+        code,
+        reason,
+        error,
+        then,
     }
 }
 

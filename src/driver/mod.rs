@@ -1,0 +1,150 @@
+//! The connection driver: one task per socket that reads frames, calls the
+//! handler, writes queued frames in batches, keeps the timers and runs the
+//! close handshake (RFC 6455 §7).
+//!
+//! An idle socket costs its task, its shared state and tokio's registration:
+//! no read buffer (reads land in a per-thread buffer), and rare or large
+//! futures (`open`, `close`, pings, the close handshake) are boxed only while
+//! they run, so they do not size every idle task.
+
+mod connection;
+mod transport;
+
+use std::future::{Future, poll_fn};
+use std::sync::Arc;
+
+use tokio::time::Instant;
+use tracing::Instrument as _;
+
+use self::connection::{Connection, End, Event, Then};
+use self::transport::{Transport, Unwrapped};
+use crate::socket::{Core, Settings};
+use crate::upgrade::AcceptedConn;
+use crate::{Config, Handler, Hub, WebSocket};
+
+/// Starts the task of an accepted connection once hyper hands over the stream.
+pub(crate) fn spawn<H: Handler>(
+    handler: Arc<H>,
+    config: Arc<Config>,
+    hub: &Hub,
+    conn: AcceptedConn,
+) {
+    let AcceptedConn {
+        on_upgrade,
+        data,
+        protocol,
+        remote_addr,
+        ..
+    } = conn;
+    let Ok(data) = data.downcast::<H::Data>() else {
+        // The extractor checks the type against the layer, so this cannot happen.
+        tracing::error!("upgrade data does not match the handler's data type");
+        return;
+    };
+    let hub = Arc::clone(hub.inner());
+    // This small task only waits for hyper; the socket's own task, spawned
+    // from it, holds nothing but what the connection needs.
+    tokio::spawn(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(upgraded) => upgraded,
+            Err(error) => {
+                tracing::debug!(%error, "WebSocket upgrade failed");
+                return;
+            }
+        };
+        let Unwrapped {
+            transport,
+            prefix,
+            peer,
+        } = Transport::unwrap(upgraded);
+        let settings = Settings {
+            backpressure_limit: config.backpressure_limit,
+            close_on_backpressure_limit: config.close_on_backpressure_limit,
+            publish_to_self: config.publish_to_self,
+        };
+        let ws = WebSocket::new(
+            Core::new(hub, settings, remote_addr.or(peer), protocol),
+            *data,
+        );
+        let span = tracing::debug_span!("websocket", id = ws.id(), remote = ?ws.remote_addr());
+        let conn = Connection::new(transport, prefix, config);
+        tokio::spawn(run(handler, conn, ws).instrument(span));
+    });
+}
+
+/// The life of one socket, from `open` to `close`.
+///
+/// A function returning an `async move` block, not an `async fn`: the block
+/// keeps each captured value once, where an `async fn` would also copy its
+/// parameters into locals, doubling the size of every idle socket's task.
+#[expect(clippy::manual_async_fn, reason = "an async fn would store its parameters twice")]
+fn run<H: Handler>(
+    handler: Arc<H>,
+    mut conn: Connection,
+    ws: WebSocket<H::Data>,
+) -> impl Future<Output = ()> + Send {
+    async move { live(&*handler, &mut conn, &ws).await }
+}
+
+/// From `open` to `close`, driving `conn`.
+#[expect(clippy::manual_async_fn, reason = "an async fn would store its parameters twice")]
+fn live<'a, H: Handler>(
+    handler: &'a H,
+    conn: &'a mut Connection,
+    ws: &'a WebSocket<H::Data>,
+) -> impl Future<Output = ()> + Send + 'a {
+    async move {
+        let core = ws.core();
+        core.hub.opened();
+        tracing::debug!("open");
+        let end = if let Err(error) = conn.drive(core, Box::pin(handler.open(ws))).await {
+            conn.fail(core, error)
+        } else {
+            loop {
+                let result = match poll_fn(|cx| conn.poll_event(cx, core)).await {
+                    Event::Message(msg) => conn.drive(core, handler.message(ws, msg)).await,
+                    Event::Ping(payload) => {
+                        conn.drive(core, Box::pin(handler.ping(ws, payload))).await
+                    }
+                    Event::Pong(payload) => {
+                        conn.drive(core, Box::pin(handler.pong(ws, payload))).await
+                    }
+                    Event::Drain => conn.drive(core, Box::pin(handler.drain(ws))).await,
+                    Event::End(end) => break *end,
+                };
+                if let Err(error) = result {
+                    break conn.fail(core, error);
+                }
+            }
+        };
+        Box::pin(close(handler, conn, ws, end)).await;
+    }
+}
+
+/// Ends the connection: writes our close frame, leaves the hub, runs
+/// `error` and `close`, and waits (bounded) for the peer to hang up.
+async fn close<H: Handler>(handler: &H, conn: &mut Connection, ws: &WebSocket<H::Data>, end: End) {
+    let core = ws.core();
+    let deadline = Instant::now() + conn.close_timeout();
+    conn.finish_writes(core, end.then, deadline).await;
+    core.shut();
+    core.leave_hub();
+    core.hub.closed();
+    tracing::debug!(code = end.code, reason = %end.reason, "close");
+    if let Some(error) = end.error {
+        tracing::debug!(%error, "connection failed");
+        if conn.drive(core, handler.error(ws, error)).await.is_err() {
+            tracing::warn!("`Handler::error` panicked");
+        }
+    }
+    if conn
+        .drive(core, handler.close(ws, end.code, &end.reason))
+        .await
+        .is_err()
+    {
+        tracing::warn!("`Handler::close` panicked");
+    }
+    if end.then == Then::Linger {
+        conn.linger(deadline).await;
+    }
+}

@@ -1,0 +1,109 @@
+//! The byte stream under a socket: the TCP stream itself when hyper hands it
+//! back, or hyper's upgraded connection (behind `axum::serve`, TLS, ...).
+//! One type for both keeps one copy of the driver.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+pub(crate) enum Transport {
+    Tcp(TcpStream),
+    Upgraded(TokioIo<Upgraded>),
+}
+
+/// A transport, the bytes hyper read past the request, and the peer's
+/// address when the stream shows it.
+pub(crate) struct Unwrapped {
+    pub(crate) transport: Transport,
+    pub(crate) prefix: Bytes,
+    pub(crate) peer: Option<SocketAddr>,
+}
+
+impl Transport {
+    /// Takes the raw TCP stream back when hyper served it directly (and sets
+    /// TCP_NODELAY: frames are batched here, Nagle would only delay them).
+    pub(crate) fn unwrap(upgraded: Upgraded) -> Unwrapped {
+        match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(parts) => {
+                let tcp = parts.io.into_inner();
+                let _ = tcp.set_nodelay(true);
+                let peer = tcp.peer_addr().ok();
+                Unwrapped {
+                    transport: Self::Tcp(tcp),
+                    prefix: parts.read_buf,
+                    peer,
+                }
+            }
+            Err(upgraded) => Unwrapped {
+                transport: Self::Upgraded(TokioIo::new(upgraded)),
+                prefix: Bytes::new(),
+                peer: None,
+            },
+        }
+    }
+}
+
+impl AsyncRead for Transport {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Tcp(tcp) => Pin::new(tcp).poll_read(cx, buf),
+            Self::Upgraded(io) => Pin::new(io).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Transport {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Tcp(tcp) => Pin::new(tcp).poll_write(cx, buf),
+            Self::Upgraded(io) => Pin::new(io).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Tcp(tcp) => Pin::new(tcp).poll_write_vectored(cx, bufs),
+            Self::Upgraded(io) => Pin::new(io).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Self::Tcp(tcp) => tcp.is_write_vectored(),
+            Self::Upgraded(io) => io.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Tcp(tcp) => Pin::new(tcp).poll_flush(cx),
+            Self::Upgraded(io) => Pin::new(io).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Tcp(tcp) => Pin::new(tcp).poll_shutdown(cx),
+            Self::Upgraded(io) => Pin::new(io).poll_shutdown(cx),
+        }
+    }
+}
