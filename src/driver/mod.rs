@@ -77,7 +77,10 @@ pub(crate) fn spawn<H: Handler>(
 /// A function returning an `async move` block, not an `async fn`: the block
 /// keeps each captured value once, where an `async fn` would also copy its
 /// parameters into locals, doubling the size of every idle socket's task.
-#[expect(clippy::manual_async_fn, reason = "an async fn would store its parameters twice")]
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn would store its parameters twice"
+)]
 fn run<H: Handler>(
     handler: Arc<H>,
     mut conn: Connection,
@@ -87,7 +90,10 @@ fn run<H: Handler>(
 }
 
 /// From `open` to `close`, driving `conn`.
-#[expect(clippy::manual_async_fn, reason = "an async fn would store its parameters twice")]
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn would store its parameters twice"
+)]
 fn live<'a, H: Handler>(
     handler: &'a H,
     conn: &'a mut Connection,

@@ -119,6 +119,11 @@ impl Batch {
         data.frames.len()
     }
 
+    /// How many bytes the batch holds.
+    pub(crate) fn len(&self) -> usize {
+        self.lock().frames.len()
+    }
+
     /// The bytes of `range`, freezing the batch if it is still open.
     pub(crate) fn slice(&self, range: Range<usize>) -> Bytes {
         let mut data = self.lock();

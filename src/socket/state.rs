@@ -229,10 +229,14 @@ impl Core {
         self.lock().close.as_deref().cloned()
     }
 
-    /// Whether anything waits to be written.
-    pub(crate) fn has_pending(&self) -> bool {
+    /// How many bytes wait to be written, those of an open cursor included.
+    pub(crate) fn pending_bytes(&self) -> usize {
         let outbox = self.lock();
-        !outbox.queue.is_empty() || outbox.cursor.is_some()
+        let open = outbox
+            .cursor
+            .as_ref()
+            .map_or(0, |c| c.batch.len().saturating_sub(c.start));
+        self.buffered() + open
     }
 
     /// Whether `drain` is due, once.
