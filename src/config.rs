@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::Compression;
+
 /// Settings shared by every socket of one [`WebSocketLayer`](crate::WebSocketLayer).
 ///
 /// The defaults are Bun's: 120 s idle timeout, 16 MiB messages, a 16 MiB
@@ -35,6 +37,8 @@ pub struct Config {
     /// Whether [`WebSocket::publish`](crate::WebSocket::publish) also reaches
     /// the publishing socket when it is subscribed (Bun's `publishToSelf`).
     pub publish_to_self: bool,
+    /// `permessage-deflate` (RFC 7692): off by default, as in Bun.
+    pub compression: Compression,
 }
 
 impl Default for Config {
@@ -47,6 +51,7 @@ impl Default for Config {
             send_pings: true,
             close_timeout: Duration::from_secs(5),
             publish_to_self: false,
+            compression: Compression::DISABLED,
         }
     }
 }
@@ -85,6 +90,22 @@ impl Config {
     /// Sets [`publish_to_self`](Self::publish_to_self).
     pub fn publish_to_self(mut self, include: bool) -> Self {
         self.publish_to_self = include;
+        self
+    }
+
+    /// Bun's `perMessageDeflate: true | false`: shared compressors both ways,
+    /// or none.
+    pub fn per_message_deflate(self, enabled: bool) -> Self {
+        self.compression(if enabled {
+            Compression::SHARED
+        } else {
+            Compression::DISABLED
+        })
+    }
+
+    /// Sets [`compression`](Self::compression).
+    pub fn compression(mut self, compression: Compression) -> Self {
+        self.compression = compression;
         self
     }
 

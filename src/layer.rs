@@ -100,6 +100,7 @@ impl<H: Handler> WebSocketLayer<H> {
             layer: self.id,
             data_type: TypeId::of::<H::Data>(),
             data_type_name: std::any::type_name::<H::Data>(),
+            compression: self.config.compression,
         }
     }
 }

@@ -51,6 +51,7 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod config;
+mod deflate;
 mod driver;
 mod error;
 mod handler;
@@ -63,6 +64,7 @@ mod socket;
 mod upgrade;
 
 pub use config::Config;
+pub use deflate::{Compression, Compressor};
 pub use error::Error;
 pub use handler::Handler;
 pub use hub::Hub;

@@ -11,6 +11,7 @@ use http::{Extensions, HeaderMap, Method, Request, StatusCode, Version};
 use hyper::upgrade::OnUpgrade;
 
 use crate::Response;
+use crate::deflate::{Compression, Negotiated, negotiate};
 use crate::protocol::handshake::{self, HandshakeError};
 
 /// Put into every request by the layer: which layer, and the data type its handler takes.
@@ -19,6 +20,7 @@ pub(crate) struct LayerMark {
     pub(crate) layer: u64,
     pub(crate) data_type: TypeId,
     pub(crate) data_type_name: &'static str,
+    pub(crate) compression: Compression,
 }
 
 /// Put into the 101 response by [`Upgrade::accept`], taken back by the layer.
@@ -32,6 +34,7 @@ pub(crate) struct AcceptedConn {
     pub(crate) data: Box<dyn Any + Send + Sync>,
     pub(crate) protocol: Option<Box<str>>,
     pub(crate) remote_addr: Option<SocketAddr>,
+    pub(crate) deflate: Option<Negotiated>,
 }
 
 impl Accepted {
@@ -94,6 +97,7 @@ pub struct Upgrade<T = ()> {
     headers: HeaderMap,
     bad_header: bool,
     remote_addr: Option<SocketAddr>,
+    deflate: Option<(Negotiated, HeaderValue)>,
     _data: PhantomData<fn(T)>,
 }
 
@@ -157,6 +161,10 @@ impl<T: Send + Sync + 'static> Upgrade<T> {
             headers: HeaderMap::new(),
             bad_header: false,
             remote_addr: connect_info(extensions),
+            deflate: negotiate(
+                headers.get_all(header::SEC_WEBSOCKET_EXTENSIONS),
+                mark.compression,
+            ),
             _data: PhantomData,
         })
     }
@@ -233,6 +241,10 @@ impl<T: Send + Sync + 'static> Upgrade<T> {
         {
             headers.insert(header::SEC_WEBSOCKET_PROTOCOL, protocol);
         }
+        let deflate = self.deflate.map(|(negotiated, answer)| {
+            headers.insert(header::SEC_WEBSOCKET_EXTENSIONS, answer);
+            negotiated
+        });
         headers.extend(self.headers);
         let conn = AcceptedConn {
             layer: self.layer,
@@ -240,6 +252,7 @@ impl<T: Send + Sync + 'static> Upgrade<T> {
             data: Box::new(data),
             protocol: self.protocol,
             remote_addr: self.remote_addr,
+            deflate,
         };
         response
             .extensions_mut()

@@ -18,6 +18,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
 use super::transport::Transport;
+use crate::deflate::Inflater;
 use crate::protocol::frame::OpCode;
 use crate::protocol::{Decoder, Frame, Role, close_code};
 use crate::socket::{Core, Entry, ReadyState};
@@ -95,7 +96,16 @@ pub(super) struct Connection {
 }
 
 impl Connection {
-    pub(super) fn new(io: Transport, prefix: Bytes, config: Arc<Config>) -> Self {
+    pub(super) fn new(
+        io: Transport,
+        prefix: Bytes,
+        config: Arc<Config>,
+        inflater: Option<Inflater>,
+    ) -> Self {
+        let mut decoder = Decoder::new(Role::Server, config.max_payload_length);
+        if let Some(inflater) = inflater {
+            decoder = decoder.with_inflater(inflater);
+        }
         let now = Instant::now();
         let timer = config.idle_timeout.map(|idle| {
             let first = if config.send_pings { idle / 2 } else { idle };
@@ -103,7 +113,7 @@ impl Connection {
         });
         Self {
             io,
-            decoder: Decoder::new(Role::Server, config.max_payload_length),
+            decoder,
             config,
             read_buf: BytesMut::from(&prefix[..]),
             writing: VecDeque::new(),

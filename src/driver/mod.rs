@@ -18,6 +18,7 @@ use tracing::Instrument as _;
 
 use self::connection::{Connection, End, Event, Then};
 use self::transport::{Transport, Unwrapped};
+use crate::deflate::{Inflater, Outgoing};
 use crate::socket::{Core, Settings};
 use crate::upgrade::AcceptedConn;
 use crate::{Config, Handler, Hub, WebSocket};
@@ -34,6 +35,7 @@ pub(crate) fn spawn<H: Handler>(
         data,
         protocol,
         remote_addr,
+        deflate,
         ..
     } = conn;
     let Ok(data) = data.downcast::<H::Data>() else {
@@ -62,12 +64,16 @@ pub(crate) fn spawn<H: Handler>(
             close_on_backpressure_limit: config.close_on_backpressure_limit,
             publish_to_self: config.publish_to_self,
         };
-        let ws = WebSocket::new(
-            Core::new(hub, settings, remote_addr.or(peer), protocol),
-            *data,
-        );
+        let compression = config.compression;
+        let outgoing = deflate.and_then(|agreed| Outgoing::new(compression.compress, &agreed));
+        let inflater = deflate.map(|agreed| {
+            let dedicated = compression.decompress.is_dedicated();
+            Inflater::new(dedicated, agreed.client_window, agreed.client_takeover)
+        });
+        let core = Core::new(hub, settings, remote_addr.or(peer), protocol, outgoing);
+        let ws = WebSocket::new(core, *data);
         let span = tracing::debug_span!("websocket", id = ws.id(), remote = ?ws.remote_addr());
-        let conn = Connection::new(transport, prefix, config);
+        let conn = Connection::new(transport, prefix, config, inflater);
         tokio::spawn(run(handler, conn, ws).instrument(span));
     });
 }

@@ -76,7 +76,13 @@ impl Hub {
     /// Subscribers that are closing or over their backpressure limit are
     /// skipped and not counted.
     pub fn publish(&self, topic: &str, msg: impl Into<Message>) -> usize {
-        self.inner.publish(topic, &msg.into(), None)
+        self.publish_with(topic, msg, true)
+    }
+
+    /// [`publish`](Self::publish), compressed for the subscribers that
+    /// negotiated it only if `compress` is true.
+    pub fn publish_with(&self, topic: &str, msg: impl Into<Message>, compress: bool) -> usize {
+        self.inner.publish(topic, &msg.into(), None, compress)
     }
 
     /// How many sockets are subscribed to `topic`.
@@ -113,7 +119,13 @@ impl HubInner {
     }
 
     /// Publishes `msg` to `topic`, skipping the socket `exclude`.
-    pub(crate) fn publish(&self, topic: &str, msg: &Message, exclude: Option<u64>) -> usize {
+    pub(crate) fn publish(
+        &self,
+        topic: &str,
+        msg: &Message,
+        exclude: Option<u64>,
+        compress: bool,
+    ) -> usize {
         let Some(topic) = self.topic(topic) else {
             return 0;
         };
@@ -122,7 +134,7 @@ impl HubInner {
         } else {
             OpCode::Binary
         };
-        topic.publish(opcode, msg.payload(), exclude)
+        topic.publish(opcode, msg.payload(), exclude, compress)
     }
 
     /// Adds `subscriber` to `name`, creating the topic if needed.
@@ -205,7 +217,10 @@ mod tests {
             close_on_backpressure_limit: false,
             publish_to_self: false,
         };
-        WebSocket::new(Core::new(Arc::clone(hub.inner()), settings, None, None), ())
+        WebSocket::new(
+            Core::new(Arc::clone(hub.inner()), settings, None, None, None),
+            (),
+        )
     }
 
     /// Takes what is queued to `ws`, as the driver does, onto `wire`.

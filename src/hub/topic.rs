@@ -1,14 +1,21 @@
 //! One topic: its subscribers and the fan-out of a publish.
+//!
+//! Subscribers read one of three streams: plain frames shared by every
+//! socket without compression, frames compressed once by the shared
+//! compressor and shared by every socket using it, or frames made for that
+//! socket alone (a dedicated compressor, or a smaller window than the shared
+//! one). A publish appends to each shared stream's batch once.
 
-use foldhash::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::{Bytes, BytesMut};
+use foldhash::HashMap;
 
 use super::batch::Batch;
+use crate::deflate::compress_shared;
 use crate::protocol::frame::OpCode;
-use crate::protocol::{encode_frame, encode_header};
-use crate::socket::{COPY_LIMIT, Core};
+use crate::protocol::{encode_header, encode_message_frame};
+use crate::socket::{COPY_LIMIT, Core, Stream};
 
 /// A socket as a topic sees it.
 pub(crate) trait Subscriber: Send + Sync {
@@ -21,27 +28,53 @@ pub(crate) struct Topic {
     state: Mutex<State>,
 }
 
-struct State {
-    subscribers: Vec<Arc<dyn Subscriber>>,
-    /// Socket id → position in `subscribers`, for O(1) removal.
-    index: HashMap<u64, usize>,
-    /// Where small frames published now are appended.
+struct Member {
+    socket: Arc<dyn Subscriber>,
+    stream: Stream,
+}
+
+impl Member {
+    fn id(&self) -> u64 {
+        self.socket.core().id
+    }
+}
+
+/// One stream many subscribers share: where its frames are appended now.
+#[derive(Default)]
+struct SharedStream {
     batch: Option<Arc<Batch>>,
+    members: usize,
+}
+
+#[derive(Default)]
+struct State {
+    members: Vec<Member>,
+    /// Socket id → position in `members`, for O(1) removal.
+    index: HashMap<u64, usize>,
+    plain: SharedStream,
+    deflate: SharedStream,
+    /// Members that get frames made for them alone.
+    own: usize,
     /// Dropped from the hub's map once empty: joining it again means finding
     /// (or making) the topic anew.
     removed: bool,
+}
+
+impl State {
+    fn shared(&mut self, stream: Stream) -> Option<&mut SharedStream> {
+        match stream {
+            Stream::Plain => Some(&mut self.plain),
+            Stream::Deflate => Some(&mut self.deflate),
+            Stream::Own => None,
+        }
+    }
 }
 
 impl Topic {
     pub(crate) fn new(name: Arc<str>) -> Arc<Self> {
         Arc::new(Self {
             name,
-            state: Mutex::new(State {
-                subscribers: Vec::new(),
-                index: HashMap::default(),
-                batch: None,
-                removed: false,
-            }),
+            state: Mutex::new(State::default()),
         })
     }
 
@@ -58,15 +91,20 @@ impl Topic {
     }
 
     /// Adds a subscriber; false if the topic was removed from the hub meanwhile.
-    pub(crate) fn add(&self, subscriber: Arc<dyn Subscriber>) -> bool {
+    pub(crate) fn add(&self, socket: Arc<dyn Subscriber>) -> bool {
         let mut state = self.lock();
         if state.removed {
             return false;
         }
-        let id = subscriber.core().id;
+        let id = socket.core().id;
         if !state.index.contains_key(&id) {
-            let at = state.subscribers.len();
-            state.subscribers.push(subscriber);
+            let stream = socket.core().stream();
+            match state.shared(stream) {
+                Some(shared) => shared.members += 1,
+                None => state.own += 1,
+            }
+            let at = state.members.len();
+            state.members.push(Member { socket, stream });
             state.index.insert(id, at);
         }
         true
@@ -76,86 +114,175 @@ impl Topic {
     pub(crate) fn remove(&self, id: u64) -> bool {
         let mut state = self.lock();
         if let Some(at) = state.index.remove(&id) {
-            let gone = state.subscribers.swap_remove(at);
-            // Its cursor must not count for the subscribers that remain.
-            if let Some(batch) = &state.batch {
-                gone.core().close_cursor_on(batch);
+            let gone = state.members.swap_remove(at);
+            match state.shared(gone.stream) {
+                Some(shared) => {
+                    shared.members -= 1;
+                    // Its cursor must not count for the members that remain.
+                    if let Some(batch) = &shared.batch {
+                        gone.socket.core().close_cursor_on(batch);
+                    }
+                }
+                None => state.own -= 1,
             }
-            if let Some(moved) = state.subscribers.get(at) {
-                let moved = moved.core().id;
+            if let Some(moved) = state.members.get(at) {
+                let moved = moved.id();
                 state.index.insert(moved, at);
             }
         }
-        if state.subscribers.is_empty() {
-            state.batch = None;
-            state.index = HashMap::default();
-            state.subscribers = Vec::new();
+        if state.members.is_empty() {
+            *state = State::default();
         }
-        state.subscribers.is_empty()
+        state.members.is_empty()
     }
 
     /// Marks the topic removed if it is still empty; returns whether it did.
     pub(crate) fn remove_if_empty(&self) -> bool {
         let mut state = self.lock();
-        state.removed = state.subscribers.is_empty();
+        state.removed = state.members.is_empty();
         state.removed
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.lock().subscribers.len()
+        self.lock().members.len()
     }
 
-    /// Frames `payload` once and queues it to every subscriber but `exclude`;
+    /// Frames `payload` once per stream and queues it to every subscriber but
+    /// `exclude`, compressed for those that negotiated it if `compress`;
     /// returns how many it reached.
-    ///
-    /// While every recipient's queue holds an open cursor into the topic's
-    /// batch, this appends the frame and touches no subscriber at all; the
-    /// first publish into a batch opens the cursors (skipping sockets that
-    /// are closing or over their backpressure limit).
-    pub(crate) fn publish(&self, opcode: OpCode, payload: &Bytes, exclude: Option<u64>) -> usize {
+    pub(crate) fn publish(
+        &self,
+        opcode: OpCode,
+        payload: &Bytes,
+        exclude: Option<u64>,
+        compress: bool,
+    ) -> usize {
         let mut state = self.lock();
-        let sender = exclude
-            .and_then(|id| state.index.get(&id))
-            .map(|&at| Arc::clone(&state.subscribers[at]));
-        if payload.len() > COPY_LIMIT {
-            // Large payloads are shared as they are, behind one shared header.
-            let mut head = BytesMut::new();
-            encode_header(&mut head, opcode, payload.len());
-            let head = head.freeze();
-            return state
-                .subscribers
+        let state = &mut *state;
+        let sender = exclude.and_then(|id| state.index.get(&id)).map(|&at| {
+            (
+                Arc::clone(&state.members[at].socket),
+                state.members[at].stream,
+            )
+        });
+        let mut reached = 0;
+        if state.own > 0 {
+            reached += state
+                .members
                 .iter()
-                .filter(|s| Some(s.core().id) != exclude)
-                .filter(|s| s.core().deliver_pair(&head, payload))
+                .filter(|m| m.stream == Stream::Own && Some(m.id()) != exclude)
+                .filter(|m| m.socket.core().deliver_own(opcode, payload, compress))
                 .count();
         }
-        let recipients = state.subscribers.len() - usize::from(sender.is_some());
-        // The sender's own message must fall outside its cursor.
-        if let (Some(sender), Some(batch)) = (&sender, &state.batch) {
-            sender.core().close_cursor_on(batch);
-        }
-        let (batch, appended) = loop {
-            if let Some(batch) = &state.batch {
-                let write = |buf: &mut BytesMut| encode_frame(buf, opcode, payload, None);
-                if let Some(appended) = batch.append(recipients, write) {
-                    break (Arc::clone(batch), appended);
-                }
-            }
-            state.batch = Some(Batch::new());
+        let plain = Frame {
+            opcode,
+            payload,
+            compressed: false,
         };
-        let reached = if appended.all_covered {
-            recipients
-        } else {
-            state
-                .subscribers
-                .iter()
-                .filter(|s| Some(s.core().id) != exclude)
-                .filter(|s| s.core().deliver_cursor(&batch, &appended.range))
-                .count()
-        };
-        if let Some(sender) = sender {
-            sender.core().reopen_cursor(&batch, appended.range.end);
+        reached += fan_out(
+            &state.members,
+            &mut state.plain,
+            Stream::Plain,
+            &plain,
+            sender.as_ref(),
+        );
+        if state.deflate.members
+            > usize::from(sender.as_ref().is_some_and(|s| s.1 == Stream::Deflate))
+        {
+            let compressed = compress.then(|| compress_shared(15, payload)).flatten();
+            let frame = match &compressed {
+                Some(compressed) => Frame {
+                    opcode,
+                    payload: compressed,
+                    compressed: true,
+                },
+                None => plain,
+            };
+            reached += fan_out(
+                &state.members,
+                &mut state.deflate,
+                Stream::Deflate,
+                &frame,
+                sender.as_ref(),
+            );
         }
         reached
     }
+}
+
+/// One frame to publish.
+#[derive(Clone, Copy)]
+struct Frame<'a> {
+    opcode: OpCode,
+    payload: &'a Bytes,
+    compressed: bool,
+}
+
+/// Queues `frame` to the members reading `kind` through `stream`'s batch,
+/// skipping `sender`; returns how many it reached.
+///
+/// While every recipient's queue holds an open cursor into the batch, this
+/// appends the frame and touches no subscriber at all; the first publish
+/// into a batch opens the cursors (skipping sockets that are closing or over
+/// their backpressure limit).
+fn fan_out(
+    members: &[Member],
+    stream: &mut SharedStream,
+    kind: Stream,
+    frame: &Frame<'_>,
+    sender: Option<&(Arc<dyn Subscriber>, Stream)>,
+) -> usize {
+    let sender = sender
+        .filter(|(_, stream)| *stream == kind)
+        .map(|(socket, _)| socket);
+    let exclude = sender.map(|s| s.core().id);
+    let recipients = stream.members - usize::from(sender.is_some());
+    if recipients == 0 {
+        return 0;
+    }
+    let readers = || {
+        members
+            .iter()
+            .filter(move |m| m.stream == kind && Some(m.id()) != exclude)
+    };
+    if frame.payload.len() > COPY_LIMIT {
+        // Large payloads are shared as they are, behind one shared header.
+        let mut head = BytesMut::new();
+        encode_header(
+            &mut head,
+            frame.opcode,
+            frame.compressed,
+            frame.payload.len(),
+        );
+        let head = head.freeze();
+        return readers()
+            .filter(|m| m.socket.core().deliver_pair(&head, frame.payload))
+            .count();
+    }
+    // The sender's own message must fall outside its cursor.
+    if let (Some(sender), Some(batch)) = (sender, &stream.batch) {
+        sender.core().close_cursor_on(batch);
+    }
+    let write = |buf: &mut BytesMut| {
+        encode_message_frame(buf, frame.opcode, frame.compressed, frame.payload, None)
+    };
+    let (batch, appended) = loop {
+        if let Some(batch) = &stream.batch {
+            if let Some(appended) = batch.append(recipients, write) {
+                break (Arc::clone(batch), appended);
+            }
+        }
+        stream.batch = Some(Batch::new());
+    };
+    let reached = if appended.all_covered {
+        recipients
+    } else {
+        readers()
+            .filter(|m| m.socket.core().deliver_cursor(&batch, &appended.range))
+            .count()
+    };
+    if let Some(sender) = sender {
+        sender.core().reopen_cursor(&batch, appended.range.end);
+    }
+    reached
 }

@@ -7,6 +7,7 @@ use super::frame::{FrameHeader, OpCode};
 use super::mask::apply_mask;
 use super::utf8::Utf8Validator;
 use super::{Message, ProtocolError};
+use crate::deflate::{InflateFailure, Inflater};
 
 /// Which end of the connection a codec serves: it decides the masking rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +58,10 @@ pub struct Decoder {
     /// and every idle connection carries a decoder).
     fragments: Option<Box<Fragments>>,
     utf8: Utf8Validator,
+    /// Set when `permessage-deflate` was negotiated.
+    inflater: Option<Box<Inflater>>,
+    /// The message being received has RSV1 set: it is compressed.
+    compressed: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -81,7 +86,15 @@ impl Decoder {
             pending: None,
             fragments: None,
             utf8: Utf8Validator::new(),
+            inflater: None,
+            compressed: false,
         }
+    }
+
+    /// Accepts compressed messages (RSV1), inflated with `inflater`.
+    pub(crate) fn with_inflater(mut self, inflater: Inflater) -> Self {
+        self.inflater = Some(Box::new(inflater));
+        self
     }
 
     /// Decodes the next frame from the front of `src`, consuming its bytes.
@@ -137,7 +150,9 @@ impl Decoder {
             (Role::Client, true) => return Err(ProtocolError::MaskedFrame),
             _ => {}
         }
-        if header.rsv1 || header.rsv23 {
+        let starts_message = matches!(header.opcode, OpCode::Text | OpCode::Binary);
+        // RSV1 marks a compressed message, on its first frame only.
+        if header.rsv23 || (header.rsv1 && !(starts_message && self.inflater.is_some())) {
             return Err(ProtocolError::ReservedBits);
         }
         match (header.opcode, &self.fragments) {
@@ -155,6 +170,9 @@ impl Decoder {
                 });
             }
         }
+        if starts_message {
+            self.compressed = header.rsv1;
+        }
         src.advance(header_len);
         Ok(Some(header))
     }
@@ -170,6 +188,8 @@ impl Decoder {
             apply_mask(bytes, mask, offset);
         }
         let text = match header.opcode {
+            // Compressed text is checked once inflated.
+            _ if self.compressed && !header.opcode.is_control() => false,
             // A whole one-frame message is checked once, when it completes.
             OpCode::Text => !(header.fin && offset == 0 && bytes.len() as u64 == header.len),
             OpCode::Continuation => self.fragments.as_ref().is_some_and(|f| f.text),
@@ -219,7 +239,25 @@ impl Decoder {
     }
 
     fn message(&mut self, text: bool, payload: BytesMut) -> Result<Frame, ProtocolError> {
-        let payload = payload.freeze();
+        let payload = match (self.compressed, self.inflater.as_mut()) {
+            (true, Some(inflater)) => {
+                let inflated = inflater
+                    .inflate(&payload, self.max_payload)
+                    .map_err(|failure| match failure {
+                        InflateFailure::TooBig => ProtocolError::MessageTooBig {
+                            limit: self.max_payload,
+                        },
+                        InflateFailure::Invalid => ProtocolError::InvalidCompressedData,
+                    })?;
+                let message = Bytes::from(inflated);
+                return if text {
+                    Ok(Frame::Message(Message::text_from_utf8(message)?))
+                } else {
+                    Ok(Frame::Message(Message::binary(message)))
+                };
+            }
+            _ => payload.freeze(),
+        };
         if text {
             self.utf8.finish()?;
             Ok(Frame::Message(Message::text_from_utf8(payload)?))
@@ -232,9 +270,21 @@ impl Decoder {
 /// Appends one whole frame (FIN set, no RSV bits) to `dst`, masking the
 /// payload with `mask` when given (the client role).
 pub fn encode_frame(dst: &mut BytesMut, opcode: OpCode, payload: &[u8], mask: Option<[u8; 4]>) {
+    encode_message_frame(dst, opcode, false, payload, mask);
+}
+
+/// Like [`encode_frame`], with RSV1 set when `compressed`: a whole
+/// `permessage-deflate` message whose payload is already compressed.
+pub fn encode_message_frame(
+    dst: &mut BytesMut,
+    opcode: OpCode,
+    compressed: bool,
+    payload: &[u8],
+    mask: Option<[u8; 4]>,
+) {
     let header = FrameHeader {
         fin: true,
-        rsv1: false,
+        rsv1: compressed,
         rsv23: false,
         opcode,
         mask,
@@ -249,11 +299,12 @@ pub fn encode_frame(dst: &mut BytesMut, opcode: OpCode, payload: &[u8], mask: Op
     }
 }
 
-/// Just the header of a whole unmasked frame, for payloads sent without copying.
-pub fn encode_header(dst: &mut BytesMut, opcode: OpCode, len: usize) {
+/// Just the header of a whole unmasked frame, for payloads sent without
+/// copying; RSV1 set when `compressed`.
+pub fn encode_header(dst: &mut BytesMut, opcode: OpCode, compressed: bool, len: usize) {
     let header = FrameHeader {
         fin: true,
-        rsv1: false,
+        rsv1: compressed,
         rsv23: false,
         opcode,
         mask: None,
@@ -439,7 +490,7 @@ mod tests {
     fn encoder_output_decodes_in_the_client_role() {
         let mut wire = BytesMut::new();
         encode_frame(&mut wire, OpCode::Text, "hé".as_bytes(), None);
-        encode_header(&mut wire, OpCode::Binary, 70000);
+        encode_header(&mut wire, OpCode::Binary, false, 70000);
         wire.extend_from_slice(&vec![7; 70000]);
         let mut decoder = Decoder::new(Role::Client, 1 << 20);
         assert_eq!(

@@ -39,6 +39,9 @@ pub enum ProtocolError {
     /// A text message, or a close reason, is not valid UTF-8.
     #[error("invalid UTF-8")]
     InvalidUtf8,
+    /// A compressed message is not valid deflate data.
+    #[error("invalid compressed data")]
+    InvalidCompressedData,
     /// A message grew past `max_payload_length`.
     #[error("message larger than the limit of {limit} bytes")]
     MessageTooBig {
@@ -51,7 +54,7 @@ impl ProtocolError {
     /// The code of the close frame that answers this error.
     pub fn close_code(&self) -> u16 {
         match self {
-            Self::InvalidUtf8 => close_code::INVALID,
+            Self::InvalidUtf8 | Self::InvalidCompressedData => close_code::INVALID,
             Self::MessageTooBig { .. } => close_code::SIZE,
             _ => close_code::PROTOCOL,
         }

@@ -14,6 +14,6 @@ mod message;
 pub mod utf8;
 
 pub use close::close_code;
-pub use codec::{Decoder, Frame, Role, encode_frame, encode_header};
+pub use codec::{Decoder, Frame, Role, encode_frame, encode_header, encode_message_frame};
 pub use error::ProtocolError;
 pub use message::Message;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-pub(crate) use self::state::{COPY_LIMIT, Core, Entry, Settings};
+pub(crate) use self::state::{COPY_LIMIT, Core, Entry, Settings, Stream};
 use crate::Message;
 use crate::hub::Subscriber;
 use crate::protocol::frame::OpCode;
@@ -119,26 +119,33 @@ impl<T> WebSocket<T> {
         self.core().protocol.as_deref()
     }
 
-    /// Queues a text or binary message.
+    /// Queues a text or binary message, compressed when the socket
+    /// negotiated `permessage-deflate` and the layer compresses.
     pub fn send(&self, msg: impl Into<Message>) -> SendStatus {
+        self.send_with(msg, true)
+    }
+
+    /// Queues a message, compressed only if `compress` is true and the socket
+    /// negotiated compression (Bun's `send(message, compress)`).
+    pub fn send_with(&self, msg: impl Into<Message>, compress: bool) -> SendStatus {
         let msg = msg.into();
         let opcode = if msg.is_text() {
             OpCode::Text
         } else {
             OpCode::Binary
         };
-        self.core().send_data(opcode, msg.into_bytes())
+        self.core().send_data(opcode, msg.into_bytes(), compress)
     }
 
     /// Queues a text message.
     pub fn send_text(&self, text: impl Into<String>) -> SendStatus {
         self.core()
-            .send_data(OpCode::Text, Bytes::from(text.into()))
+            .send_data(OpCode::Text, Bytes::from(text.into()), true)
     }
 
     /// Queues a binary message.
     pub fn send_binary(&self, bytes: impl Into<Bytes>) -> SendStatus {
-        self.core().send_data(OpCode::Binary, bytes.into())
+        self.core().send_data(OpCode::Binary, bytes.into(), true)
     }
 
     /// Queues a ping; a payload over 125 bytes is cut to 125.
@@ -220,11 +227,19 @@ impl<T: Send + Sync + 'static> WebSocket<T> {
     /// `publish_to_self` is configured), whether or not this socket is
     /// subscribed itself. Returns how many sockets it reached.
     ///
-    /// The frame is encoded once and shared by every subscriber's queue.
+    /// The frame is encoded once and shared by every subscriber's queue;
+    /// subscribers that negotiated compression get it compressed (once, by
+    /// the shared compressor, or by each dedicated one).
     pub fn publish(&self, topic: &str, msg: impl Into<Message>) -> usize {
+        self.publish_with(topic, msg, true)
+    }
+
+    /// [`publish`](Self::publish), compressed only if `compress` is true
+    /// (Bun's `publish(topic, message, compress)`).
+    pub fn publish_with(&self, topic: &str, msg: impl Into<Message>, compress: bool) -> usize {
         let core = self.core();
         let exclude = (!core.publish_to_self).then_some(core.id);
-        core.hub.publish(topic, &msg.into(), exclude)
+        core.hub.publish(topic, &msg.into(), exclude, compress)
     }
 }
 

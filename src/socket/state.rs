@@ -12,11 +12,12 @@ use bytes::{Bytes, BytesMut};
 
 use super::ReadyState;
 use crate::SendStatus;
+use crate::deflate::{Outgoing, compress_shared};
 use crate::hub::{Batch, HubInner, Topic};
 use crate::protocol::close::CloseBody;
 use crate::protocol::close_code;
 use crate::protocol::frame::{MAX_CONTROL_PAYLOAD, OpCode};
-use crate::protocol::{encode_frame, encode_header};
+use crate::protocol::{encode_frame, encode_header, encode_message_frame};
 
 /// Payloads up to this size are copied next to their header into one buffer;
 /// larger ones are queued as they are, behind a separate header.
@@ -68,9 +69,22 @@ impl Entry {
     }
 }
 
+/// Which of a topic's frame streams a socket reads (see [`Core::stream`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stream {
+    /// Uncompressed frames, shared by every socket without compression.
+    Plain,
+    /// Frames compressed once by a shared compressor with the full window.
+    Deflate,
+    /// Frames made for this socket alone (its own compressor or window).
+    Own,
+}
+
 /// Everything about a socket that is not its typed data.
 pub(crate) struct Core {
     pub(crate) id: u64,
+    /// How outgoing messages are compressed; `None` when they are not.
+    deflate: Option<Box<Outgoing>>,
     pub(crate) remote_addr: Option<SocketAddr>,
     pub(crate) protocol: Option<Box<str>>,
     pub(crate) hub: Arc<HubInner>,
@@ -147,10 +161,12 @@ impl Core {
         settings: Settings,
         remote_addr: Option<SocketAddr>,
         protocol: Option<Box<str>>,
+        deflate: Option<Outgoing>,
     ) -> Self {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         Self {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            deflate: deflate.map(Box::new),
             remote_addr,
             protocol,
             hub,
@@ -244,20 +260,45 @@ impl Core {
         self.drained.load(Ordering::Acquire) && self.drained.swap(false, Ordering::AcqRel)
     }
 
-    /// Queues a data message sent to this socket alone.
-    pub(crate) fn send_data(&self, opcode: OpCode, payload: Bytes) -> SendStatus {
+    /// Which of a topic's streams this socket reads: the frames all plain
+    /// sockets share, those all shared-compressor sockets share, or its own.
+    pub(crate) fn stream(&self) -> Stream {
+        match self.deflate.as_deref() {
+            None => Stream::Plain,
+            Some(Outgoing::Shared { window: 15 }) => Stream::Deflate,
+            Some(_) => Stream::Own,
+        }
+    }
+
+    /// Queues a data message sent to this socket alone, compressed if asked
+    /// and negotiated.
+    pub(crate) fn send_data(&self, opcode: OpCode, payload: Bytes, compress: bool) -> SendStatus {
+        match (compress, self.deflate.as_deref()) {
+            (true, Some(Outgoing::Dedicated(deflater))) => {
+                // Held until queued: frames leave in the order the context saw them.
+                let mut deflater = deflater.lock();
+                match deflater.compress(&payload) {
+                    Some(compressed) => self.push_frame(opcode, compressed, true),
+                    None => self.push_frame(opcode, payload, false),
+                }
+            }
+            (true, Some(Outgoing::Shared { window })) => match compress_shared(*window, &payload) {
+                Some(compressed) => self.push_frame(opcode, compressed, true),
+                None => self.push_frame(opcode, payload, false),
+            },
+            _ => self.push_frame(opcode, payload, false),
+        }
+    }
+
+    /// Queues one frame of `payload` (already compressed when `compressed`).
+    fn push_frame(&self, opcode: OpCode, payload: Bytes, compressed: bool) -> SendStatus {
         let mut head = BytesMut::new();
-        let body = if payload.len() <= COPY_LIMIT {
-            encode_frame(&mut head, opcode, &payload, None);
-            None
+        if payload.len() <= COPY_LIMIT {
+            encode_message_frame(&mut head, opcode, compressed, &payload, None);
+            self.push(Entry::Bytes(head.freeze()))
         } else {
-            encode_header(&mut head, opcode, payload.len());
-            Some(payload)
-        };
-        let head = Entry::Bytes(head.freeze());
-        match body {
-            None => self.push(head),
-            Some(body) => self.push_pair(head, Entry::Bytes(body)),
+            encode_header(&mut head, opcode, compressed, payload.len());
+            self.push_pair(Entry::Bytes(head.freeze()), Entry::Bytes(payload))
         }
     }
 
@@ -353,6 +394,14 @@ impl Core {
         if let Some(waker) = waker {
             waker.wake();
         }
+    }
+
+    /// Queues a published message for a socket that compresses on its own.
+    pub(crate) fn deliver_own(&self, opcode: OpCode, payload: &Bytes, compress: bool) -> bool {
+        !matches!(
+            self.send_data(opcode, payload.clone(), compress),
+            SendStatus::Dropped
+        )
     }
 
     /// Queues a published large frame (its header and its shared payload).

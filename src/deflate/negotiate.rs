@@ -1,0 +1,309 @@
+//! Negotiating `permessage-deflate` (RFC 7692 §5, §7.1): reading the
+//! client's offers and writing the server's answer.
+
+use http::HeaderValue;
+
+use super::{Compression, Compressor};
+
+/// What one socket agreed to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Negotiated {
+    /// Window bits the server's compressor may use.
+    pub(crate) server_window: u8,
+    /// The server keeps its compression context between messages.
+    pub(crate) server_takeover: bool,
+    /// Window bits the client's compressor may use: our inflater's window.
+    pub(crate) client_window: u8,
+    /// The client keeps its compression context between messages.
+    pub(crate) client_takeover: bool,
+}
+
+/// One offer's parameters; `None` where absent.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Offer {
+    server_no_context_takeover: bool,
+    client_no_context_takeover: bool,
+    server_max_window_bits: Option<u8>,
+    /// `Some(None)`: the parameter without a value.
+    client_max_window_bits: Option<Option<u8>>,
+}
+
+/// Picks the first offer in `Sec-WebSocket-Extensions` that `config` can
+/// honour, and the response header that accepts it.
+///
+/// Malformed offers (unknown or repeated parameters, bad values) are skipped;
+/// `None` means the connection runs without compression.
+pub(crate) fn negotiate<'a>(
+    headers: impl IntoIterator<Item = &'a HeaderValue>,
+    config: Compression,
+) -> Option<(Negotiated, HeaderValue)> {
+    if !config.is_enabled() {
+        return None;
+    }
+    headers
+        .into_iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(split_outside_quotes::<','>)
+        .filter_map(parse_offer)
+        .find_map(|offer| accept(&offer, config))
+}
+
+/// The answer to `offer`, unless `config` cannot honour it.
+fn accept(offer: &Offer, config: Compression) -> Option<(Negotiated, HeaderValue)> {
+    let (our_server_window, _) = config.compress.zlib_params();
+    let server_window = offer
+        .server_max_window_bits
+        .map_or(our_server_window, |bits| bits.min(our_server_window));
+    // zlib cannot write raw deflate with an 8-bit window.
+    if server_window < 9 && config.compress != Compressor::Disabled {
+        return None;
+    }
+    let server_takeover = config.compress.is_dedicated() && !offer.server_no_context_takeover;
+    let (our_client_window, _) = config.decompress.zlib_params();
+    let client_window = match offer.client_max_window_bits {
+        Some(offered) => our_client_window.min(offered.unwrap_or(15)),
+        // The client did not let us limit its window: it may use all 15 bits.
+        None => 15,
+    };
+    let client_takeover = config.decompress.is_dedicated();
+
+    let mut response = String::from("permessage-deflate");
+    if !server_takeover {
+        response.push_str("; server_no_context_takeover");
+    }
+    if offer.server_max_window_bits.is_some() || server_window < 15 {
+        response.push_str(&format!("; server_max_window_bits={server_window}"));
+    }
+    if !client_takeover {
+        response.push_str("; client_no_context_takeover");
+    }
+    if offer.client_max_window_bits.is_some() && client_window < 15 {
+        response.push_str(&format!("; client_max_window_bits={client_window}"));
+    }
+    let negotiated = Negotiated {
+        server_window,
+        server_takeover,
+        client_window,
+        client_takeover,
+    };
+    HeaderValue::try_from(response)
+        .ok()
+        .map(|value| (negotiated, value))
+}
+
+/// Parses one extension; `None` unless it is a well-formed deflate offer.
+fn parse_offer(extension: &str) -> Option<Offer> {
+    let mut parts = split_outside_quotes::<';'>(extension);
+    if !parts.next()?.eq_ignore_ascii_case("permessage-deflate") {
+        return None;
+    }
+    let mut offer = Offer::default();
+    for param in parts {
+        let (name, value) = match param.split_once('=') {
+            Some((name, value)) => (name.trim(), Some(unquote(value.trim())?)),
+            None => (param, None),
+        };
+        match (name.to_ascii_lowercase().as_str(), value) {
+            ("server_no_context_takeover", None) if !offer.server_no_context_takeover => {
+                offer.server_no_context_takeover = true;
+            }
+            ("client_no_context_takeover", None) if !offer.client_no_context_takeover => {
+                offer.client_no_context_takeover = true;
+            }
+            ("server_max_window_bits", Some(value)) if offer.server_max_window_bits.is_none() => {
+                offer.server_max_window_bits = Some(window_bits(value)?);
+            }
+            ("client_max_window_bits", value) if offer.client_max_window_bits.is_none() => {
+                let bits = match value {
+                    Some(value) => Some(window_bits(value)?),
+                    None => None,
+                };
+                offer.client_max_window_bits = Some(bits);
+            }
+            _ => return None,
+        }
+    }
+    Some(offer)
+}
+
+/// A window size: 8 to 15, digits only, no leading zero (RFC 7692 §7.1.2).
+fn window_bits(value: &str) -> Option<u8> {
+    if value.starts_with('0') || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    value.parse().ok().filter(|bits| (8..=15).contains(bits))
+}
+
+/// The content of a quoted string, or a bare token.
+fn unquote(value: &str) -> Option<&str> {
+    match value.strip_prefix('"') {
+        Some(rest) => rest
+            .strip_suffix('"')
+            .filter(|inner| !inner.contains(['"', '\\'])),
+        None => Some(value),
+    }
+}
+
+/// `s` split at `SEP` except inside double quotes, each piece trimmed,
+/// empty pieces skipped.
+fn split_outside_quotes<const SEP: char>(s: &str) -> impl Iterator<Item = &str> {
+    let mut rest = s;
+    std::iter::from_fn(move || {
+        loop {
+            if rest.is_empty() {
+                return None;
+            }
+            let mut quoted = false;
+            let end = rest
+                .char_indices()
+                .find(|&(_, c)| {
+                    if c == '"' {
+                        quoted = !quoted;
+                    }
+                    c == SEP && !quoted
+                })
+                .map_or(rest.len(), |(i, _)| i);
+            let piece = rest[..end].trim();
+            rest = rest.get(end + 1..).unwrap_or("");
+            if !piece.is_empty() {
+                return Some(piece);
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(offers: &[&str], config: Compression) -> Option<(Negotiated, String)> {
+        let values: Vec<HeaderValue> = offers
+            .iter()
+            .map(|o| HeaderValue::from_str(o).unwrap())
+            .collect();
+        negotiate(&values, config).map(|(n, v)| (n, v.to_str().unwrap().to_owned()))
+    }
+
+    const DEDICATED: Compression = Compression {
+        compress: Compressor::Dedicated,
+        decompress: Compressor::Dedicated,
+    };
+
+    #[test]
+    fn shared_demands_no_context_takeover_both_ways() {
+        let (n, response) = run(
+            &["permessage-deflate; client_max_window_bits"],
+            Compression::SHARED,
+        )
+        .unwrap();
+        assert_eq!(
+            response,
+            "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
+        );
+        assert_eq!(
+            n,
+            Negotiated {
+                server_window: 15,
+                server_takeover: false,
+                client_window: 15,
+                client_takeover: false
+            }
+        );
+    }
+
+    #[test]
+    fn dedicated_keeps_context_unless_asked() {
+        let (n, response) = run(&["permessage-deflate"], DEDICATED).unwrap();
+        assert_eq!(response, "permessage-deflate");
+        assert!(n.server_takeover && n.client_takeover);
+        let (n, response) = run(
+            &["permessage-deflate; server_no_context_takeover"],
+            DEDICATED,
+        )
+        .unwrap();
+        assert_eq!(response, "permessage-deflate; server_no_context_takeover");
+        assert!(!n.server_takeover);
+    }
+
+    #[test]
+    fn window_bits_are_honoured_and_limited() {
+        let (n, response) =
+            run(&["permessage-deflate; server_max_window_bits=9"], DEDICATED).unwrap();
+        assert_eq!(response, "permessage-deflate; server_max_window_bits=9");
+        assert_eq!(n.server_window, 9);
+        // A small preset limits the client's window when the client allows it.
+        let small = Compression {
+            compress: Compressor::Dedicated8KB,
+            decompress: Compressor::Dedicated8KB,
+        };
+        let (n, response) = run(&["permessage-deflate; client_max_window_bits"], small).unwrap();
+        assert_eq!(
+            response,
+            "permessage-deflate; server_max_window_bits=10; client_max_window_bits=10"
+        );
+        assert_eq!((n.server_window, n.client_window), (10, 10));
+        // Not allowed to limit it: our inflater takes the full window.
+        let (n, _) = run(&["permessage-deflate"], small).unwrap();
+        assert_eq!(n.client_window, 15);
+        let (n, response) = run(
+            &["permessage-deflate; client_max_window_bits=\"11\""],
+            DEDICATED,
+        )
+        .unwrap();
+        assert_eq!(response, "permessage-deflate; client_max_window_bits=11");
+        assert_eq!(n.client_window, 11);
+    }
+
+    #[test]
+    fn the_first_offer_we_can_honour_wins() {
+        let offers = [
+            "x-webkit-deflate-frame, permessage-deflate; server_max_window_bits=8",
+            "permessage-deflate; server_no_context_takeover; server_max_window_bits=10, permessage-deflate",
+        ];
+        let (n, response) = run(&offers, DEDICATED).unwrap();
+        assert_eq!(
+            response,
+            "permessage-deflate; server_no_context_takeover; server_max_window_bits=10"
+        );
+        assert_eq!(n.server_window, 10);
+    }
+
+    #[test]
+    fn malformed_offers_are_declined() {
+        for bad in [
+            "permessage-deflate; server_max_window_bits",
+            "permessage-deflate; server_max_window_bits=16",
+            "permessage-deflate; server_max_window_bits=7",
+            "permessage-deflate; server_max_window_bits=010",
+            "permessage-deflate; client_max_window_bits=abc",
+            "permessage-deflate; client_no_context_takeover=1",
+            "permessage-deflate; server_no_context_takeover; server_no_context_takeover",
+            "permessage-deflate; unknown_param",
+            "permessage-deflate; client_max_window_bits=\"10",
+            "permessage-deflate; ; ;=",
+            "deflate-frame",
+            "",
+        ] {
+            assert_eq!(run(&[bad], DEDICATED), None, "{bad:?}");
+        }
+        assert_eq!(run(&["permessage-deflate"], Compression::DISABLED), None);
+    }
+
+    #[test]
+    fn window_8_needs_a_compressor_we_do_not_run() {
+        let receive_only = Compression {
+            compress: Compressor::Disabled,
+            decompress: Compressor::Shared,
+        };
+        let (n, response) = run(
+            &["permessage-deflate; server_max_window_bits=8"],
+            receive_only,
+        )
+        .unwrap();
+        assert_eq!(
+            response,
+            "permessage-deflate; server_no_context_takeover; server_max_window_bits=8; client_no_context_takeover"
+        );
+        assert_eq!(n.server_window, 8);
+    }
+}
