@@ -7,6 +7,11 @@
 #   scripts/bench-chat.sh              # everything, 3 runs of 10 s per cell (~20 min)
 #   scripts/bench-chat.sh quick        # 1 run of 3 s per cell, fewer connections (~5 min)
 #   SERVERS=wshub,bun CLIENTS=32 MESSAGES=50 REPS=1 SECONDS_PER_RUN=5 scripts/bench-chat.sh
+#   scripts/bench-chat.sh deflate      # permessage-deflate only (~15 min): the chat room with
+#                                      # shared compression (wshub vs Bun's perMessageDeflate:
+#                                      # true), memory per connection by compression mode at
+#                                      # 1,000 (and 10,000) connections, and the publish bench
+#   DEFLATE_SERVERS=... RSS_SERVERS=... scripts/bench-chat.sh deflate   # other servers/modes
 #
 # Bun comes from npm into ~/.cache/wshub-bench (never into the repository);
 # without it the Bun rows are skipped.
@@ -18,9 +23,12 @@ REPS=${REPS:-3}
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-10}
 CONNECTIONS=${CONNECTIONS:-10000}
 SUBSCRIBERS=${SUBSCRIBERS:-1000}
-if [[ ${1:-} == quick ]]; then
-    REPS=1 SECONDS_PER_RUN=3 CONNECTIONS=2000 SUBSCRIBERS=500
-fi
+SECTION=${1:-all}
+case $SECTION in
+    all | deflate) ;;
+    quick) REPS=1 SECONDS_PER_RUN=3 CONNECTIONS=2000 SUBSCRIBERS=500 ;;
+    *) echo "usage: $0 [quick|deflate]" >&2; exit 2 ;;
+esac
 
 for tool in taskset prlimit; do
     command -v "$tool" >/dev/null || { echo "needs $tool (util-linux)" >&2; exit 1; }
@@ -62,9 +70,13 @@ fi
 bench_args=()
 if [[ -n $BUN_BIN ]]; then
     bench_args+=(--bun "$BUN_BIN")
+    DEFLATE_SERVERS=${DEFLATE_SERVERS:-wshub-deflate-shared,bun-deflate-shared}
+    RSS_SERVERS=${RSS_SERVERS:-wshub,wshub-deflate-shared,wshub-deflate-dedicated,wshub-deflate-3kb,wshub-deflate-256kb,bun,bun-deflate-shared,bun-deflate-dedicated,bun-deflate-3kb}
 else
     echo "no working bun: the Bun rows are skipped" >&2
     SERVERS=${SERVERS:-wshub,wshub-ct,axum,axum-batched}
+    DEFLATE_SERVERS=${DEFLATE_SERVERS:-wshub-deflate-shared}
+    RSS_SERVERS=${RSS_SERVERS:-wshub,wshub-deflate-shared,wshub-deflate-dedicated,wshub-deflate-3kb,wshub-deflate-256kb}
 fi
 [[ -n ${SERVERS:-} ]] && bench_args+=(--servers "$SERVERS")
 
@@ -72,11 +84,36 @@ mkdir -p target
 out=target/bench-chat-$(date +%Y%m%d-%H%M%S).md
 cargo bench --bench chat_room --no-run
 bench() { cargo bench --quiet --bench chat_room -- "$@"; }
+
+# permessage-deflate: every deflate server is offered it by the clients, who
+# count the frames that arrive compressed (RSV1). The rss rows exchange one
+# compressed message per connection first, so lazily made compressors exist.
+deflate_section() {
+    local bun_arg=()
+    [[ -n $BUN_BIN ]] && bun_arg=(--bun "$BUN_BIN")
+    # Bun compresses a 1,600-message batch to 32 clients (1.6M frames) in
+    # more than the default 5 s stall timeout.
+    bench run "${bun_arg[@]}" --servers "$DEFLATE_SERVERS" --reps "$REPS" \
+        --seconds "$SECONDS_PER_RUN" --stall-timeout 30 \
+        ${CLIENTS:+--clients "$CLIENTS"} ${MESSAGES:+--messages "$MESSAGES"}
+    bench rss "${bun_arg[@]}" --deflate --servers "$RSS_SERVERS" \
+        --connections "${DEFLATE_CONNECTIONS:-1000}"
+    bench rss --deflate --servers "${RSS_SERVERS_10K:-wshub,wshub-deflate-shared}" \
+        --connections "$CONNECTIONS"
+    echo
+    echo "Publishing 16 KiB to N subscribers (criterion, time per publish; cargo bench --bench publish):"
+    cargo bench --quiet --bench publish 2>&1 | grep -E '^(compress|publish)|time:|thrpt:|bytes compress'
+}
+
 {
     echo "# wshub chat-room benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-    bench run "${bench_args[@]}" --reps "$REPS" --seconds "$SECONDS_PER_RUN" \
-        ${CLIENTS:+--clients "$CLIENTS"} ${MESSAGES:+--messages "$MESSAGES"}
-    bench rss "${bench_args[@]}" --connections "$CONNECTIONS"
-    bench latency "${bench_args[@]}" --subscribers "$SUBSCRIBERS" --seconds "$SECONDS_PER_RUN"
+    if [[ $SECTION == deflate ]]; then
+        deflate_section
+    else
+        bench run "${bench_args[@]}" --reps "$REPS" --seconds "$SECONDS_PER_RUN" \
+            ${CLIENTS:+--clients "$CLIENTS"} ${MESSAGES:+--messages "$MESSAGES"}
+        bench rss "${bench_args[@]}" --connections "$CONNECTIONS"
+        bench latency "${bench_args[@]}" --subscribers "$SUBSCRIBERS" --seconds "$SECONDS_PER_RUN"
+    fi
 } 2>&1 | tee "$out"
 echo "tables saved in $out" >&2

@@ -43,6 +43,14 @@ impl Args {
         }
     }
 
+    /// Takes the switch `--name` (no value); whether it was there.
+    pub fn flag(&mut self, name: &str) -> bool {
+        let flag = format!("--{name}");
+        let before = self.rest.len();
+        self.rest.retain(|a| *a != flag);
+        self.rest.len() < before
+    }
+
     /// Takes and parses `--name`, or gives `default`.
     pub fn get<T>(&mut self, name: &str, default: T) -> Result<T, String>
     where

@@ -14,7 +14,10 @@ use tokio::sync::Notify;
 
 use crate::args::Args;
 use crate::proc::{CpuMeter, CpuUse};
-use crate::wire::{FrameCounter, Rng, connect, encode_batch, name};
+use crate::wire::{
+    Agreed, DEFLATE_OFFER, FrameCounter, FrameReader, Inflater, MESSAGES, RSV1, Rng, connect_with,
+    encode_batch, name,
+};
 
 /// What one client run is asked to do.
 pub struct Opts {
@@ -24,6 +27,11 @@ pub struct Opts {
     pub seconds: usize,
     pub stall_timeout: Duration,
     pub server_pid: Option<u32>,
+    /// Offer `permessage-deflate` (the client still sends plain frames).
+    pub deflate: bool,
+    /// Check messages: the first client reads whole frames, inflates the
+    /// compressed ones and checks every message is `"{name}: {message}"`.
+    pub verify: bool,
 }
 
 impl Opts {
@@ -39,6 +47,8 @@ impl Opts {
                 .map(|p| p.parse())
                 .transpose()
                 .map_err(|e| format!("--server-pid: {e}"))?,
+            deflate: args.flag("deflate"),
+            verify: args.flag("verify"),
         })
     }
 
@@ -53,6 +63,12 @@ impl Opts {
         ];
         if let Some(pid) = self.server_pid {
             args.push(format!("--server-pid={pid}"));
+        }
+        if self.deflate {
+            args.push("--deflate".to_owned());
+        }
+        if self.verify {
+            args.push("--verify".to_owned());
         }
         args
     }
@@ -85,6 +101,12 @@ struct Shared {
     closed: Cell<usize>,
     /// Control frames received (pings): not messages.
     control: Cell<u64>,
+    /// Data frames received with RSV1 set: compressed messages.
+    compressed: Cell<u64>,
+    /// What `--verify` found on the first connection.
+    verified: Cell<u64>,
+    verify_failures: Cell<u64>,
+    first_failure: RefCell<Option<String>>,
 }
 
 /// How a batch failed to complete.
@@ -99,14 +121,25 @@ async fn run(opts: &Opts) -> Result<Value, String> {
     let mut rng = Rng::new(n as u64 * 7919 + m as u64);
     let shared = Rc::new(Shared::default());
     let mut writers = Vec::with_capacity(n);
+    let offer = opts.deflate.then_some(DEFLATE_OFFER);
+    let mut agreed = Vec::new();
     for i in 0..n {
-        let (stream, early) = connect(opts.addr, &name(i), &mut rng)
+        let connected = connect_with(opts.addr, &name(i), &mut rng, offer)
             .await
             .map_err(|e| format!("connecting client {i}: {e}"))?;
-        let (reader, writer) = stream.into_split();
+        agreed.push(connected.deflate);
+        let verifier = (opts.verify && i == 0).then(|| Verifier::new(n, connected.deflate));
+        let (reader, writer) = connected.stream.into_split();
         writers.push(writer);
-        tokio::task::spawn_local(read_loop(reader, early, Rc::clone(&shared)));
+        tokio::task::spawn_local(read_loop(
+            reader,
+            connected.early,
+            Rc::clone(&shared),
+            verifier,
+        ));
     }
+    let negotiated = agreed.iter().filter(|a| a.is_some()).count();
+    let deflate = agreed.iter().flatten().next().map(Agreed::describe);
     let batches: Vec<Vec<u8>> = (0..n).map(|_| encode_batch(m, &mut rng)).collect();
     let hello: Vec<Vec<u8>> = (0..n).map(|_| encode_batch(1, &mut rng)).collect();
     // Let every server run its `open` (subscribe) before anyone publishes,
@@ -194,6 +227,14 @@ async fn run(opts: &Opts) -> Result<Value, String> {
         "closed": closed,
         "lost": lost,
         "control_frames": shared.control.get(),
+        "deflate_offered": opts.deflate,
+        "deflate_negotiated": negotiated,
+        "deflate": deflate,
+        "compressed_frames": shared.compressed.get(),
+        "data_frames": shared.received.get(),
+        "verified": opts.verify.then(|| shared.verified.get()),
+        "verify_failures": opts.verify.then(|| shared.verify_failures.get()),
+        "first_verify_failure": shared.first_failure.borrow().clone(),
         "client_cpu": cpu_json(client_cpu),
         "server_cpu": cpu_json(server_cpu),
     }))
@@ -248,15 +289,27 @@ fn describe(failure: &Incomplete) -> String {
     }
 }
 
-/// Counts the frames arriving on one connection.
-async fn read_loop(mut reader: OwnedReadHalf, early: Vec<u8>, shared: Rc<Shared>) {
+/// Counts the frames arriving on one connection (and checks them, with a
+/// verifier).
+async fn read_loop(
+    mut reader: OwnedReadHalf,
+    early: Vec<u8>,
+    shared: Rc<Shared>,
+    mut verifier: Option<Verifier>,
+) {
     let mut counter = FrameCounter::default();
     let mut buf = vec![0u8; 64 * 1024];
-    let count = |counter: &mut FrameCounter, bytes: &[u8]| {
+    let mut count = |counter: &mut FrameCounter, bytes: &[u8]| {
+        if let Some(verifier) = verifier.as_mut() {
+            verifier.feed(bytes, &shared);
+        }
         let frames = counter.feed(bytes);
         shared
             .control
             .set(shared.control.get() + std::mem::take(&mut counter.control));
+        shared
+            .compressed
+            .set(shared.compressed.get() + std::mem::take(&mut counter.compressed));
         if frames > 0 {
             let received = shared.received.get() + frames;
             shared.received.set(received);
@@ -274,6 +327,75 @@ async fn read_loop(mut reader: OwnedReadHalf, early: Vec<u8>, shared: Rc<Shared>
     }
     shared.closed.set(shared.closed.get() + 1);
     shared.done.notify_one();
+}
+
+/// `--verify`: reads whole frames on one connection, inflates the compressed
+/// ones, and checks each message is `"{name}: {message}"` from the chat.
+struct Verifier {
+    reader: FrameReader,
+    inflater: Option<Inflater>,
+    names: Vec<String>,
+}
+
+impl Verifier {
+    fn new(clients: usize, agreed: Option<Agreed>) -> Self {
+        Self {
+            reader: FrameReader::default(),
+            inflater: agreed.as_ref().map(Inflater::new),
+            names: (0..clients).map(name).collect(),
+        }
+    }
+
+    fn feed(&mut self, bytes: &[u8], shared: &Shared) {
+        let Self {
+            reader,
+            inflater,
+            names,
+        } = self;
+        reader.feed(bytes, |first, payload| {
+            let opcode = first & 0x0f;
+            if opcode >= 0x8 {
+                return;
+            }
+            let checked = check_message(first, payload, inflater.as_mut(), names);
+            match checked {
+                Ok(()) => shared.verified.set(shared.verified.get() + 1),
+                Err(why) => {
+                    shared.verify_failures.set(shared.verify_failures.get() + 1);
+                    shared.first_failure.borrow_mut().get_or_insert(why);
+                }
+            }
+        });
+    }
+}
+
+/// Checks one whole frame from the chat server.
+fn check_message(
+    first: u8,
+    payload: &[u8],
+    inflater: Option<&mut Inflater>,
+    names: &[String],
+) -> Result<(), String> {
+    if first & 0x80 == 0 || first & 0x0f != 1 {
+        return Err(format!("not a whole text frame: first byte {first:#04x}"));
+    }
+    let inflated;
+    let payload = if first & RSV1 != 0 {
+        let inflater = inflater.ok_or("RSV1 set without permessage-deflate")?;
+        inflated = inflater.inflate(payload)?;
+        &inflated[..]
+    } else {
+        payload
+    };
+    let text = std::str::from_utf8(payload).map_err(|e| format!("not UTF-8: {e}"))?;
+    let ok = text
+        .split_once(": ")
+        .is_some_and(|(who, what)| names.iter().any(|n| n == who) && MESSAGES.contains(&what));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("unexpected message {text:?}"))
+    }
 }
 
 /// Records the messages received in each second of the run, as a rate, with
@@ -332,6 +454,26 @@ pub fn summary(report: &Value) -> String {
         cpu("server_cpu"),
         cpu("client_cpu"),
     );
+    if report["deflate_offered"].as_bool() == Some(true) {
+        let frames = report["data_frames"].as_f64().unwrap_or(0.0).max(1.0);
+        let compressed = report["compressed_frames"].as_f64().unwrap_or(0.0);
+        out += &format!(
+            ", deflate {}/{} connections ({}), {:.1}% of frames RSV1",
+            report["deflate_negotiated"],
+            report["clients"],
+            report["deflate"].as_str().unwrap_or("declined"),
+            100.0 * compressed / frames
+        );
+    }
+    if let Some(verified) = report["verified"].as_u64() {
+        out += &format!(
+            ", verified {verified} messages, {} failures",
+            report["verify_failures"]
+        );
+        if let Some(why) = report["first_verify_failure"].as_str() {
+            out += &format!(" (first: {why})");
+        }
+    }
     if let Some(at) = report["stalled_at"].as_f64() {
         let what = if report["closed"].as_bool() == Some(true) {
             "CLOSED"

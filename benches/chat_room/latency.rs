@@ -210,8 +210,8 @@ async fn subscriber(mut stream: TcpStream, early: Vec<u8>, probe: Rc<Probe>) {
     let mut handle = |bytes: &[u8], reader: &mut FrameReader| {
         let now = probe.start.elapsed().as_nanos() as u64;
         let mut samples = probe.samples.borrow_mut();
-        reader.feed(bytes, |opcode, payload| {
-            if opcode != 1 {
+        reader.feed(bytes, |first, payload| {
+            if first & 0x0f != 1 {
                 return;
             }
             if !warm {

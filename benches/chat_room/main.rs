@@ -11,6 +11,9 @@
 //! cargo bench --bench chat_room -- run               # the whole comparison
 //! cargo bench --bench chat_room -- run --servers wshub,bun --clients 32 --messages 50 --reps 1 --seconds 5
 //! cargo bench --bench chat_room -- rss               # server memory per idle connection
+//! cargo bench --bench chat_room -- run --servers wshub-deflate-shared,bun-deflate-shared
+//! cargo bench --bench chat_room -- rss --deflate --connections 1000 \
+//!     --servers wshub,wshub-deflate-shared,wshub-deflate-dedicated,wshub-deflate-3kb
 //! cargo bench --bench chat_room -- latency           # fan-out latency to 1,000 subscribers
 //! cargo bench --bench chat_room -- server wshub --addr 127.0.0.1:4001
 //! cargo bench --bench chat_room -- help
@@ -42,13 +45,22 @@ commands:
   run             the throughput table: every server × N × M × repetitions
       --servers wshub,wshub-ct,axum,axum-batched,bun   --clients 16,32
       --messages 50,1600   --reps 3   --seconds 10   --stall-timeout 5
+      --deflate   the client offers permessage-deflate to every server (always to
+                  the deflate servers); it sends plain frames and counts RSV1 ones
+      --verify    the first client inflates and checks every message it receives
   rss             server memory per idle connection
       --servers (as above)   --connections 10000   --settle 2
+      --deflate   offer permessage-deflate to every server (always to the deflate
+                  servers), then exchange one binary message each way per connection
+                  (compressed when agreed), so lazily made (de)compressors exist
+      --message-bytes 1024   the size of that message
   latency         fan-out latency: subscribers + 1 publisher in one room
       --servers (as above)   --subscribers 1000   --rate 200   --seconds 10
   server KIND --addr HOST:PORT [--exit-after S]
-                  one chat server (wshub, wshub-ct, wshub-hyper, axum, axum-batched)
-  client --addr HOST:PORT [--clients N --messages M --seconds S --stall-timeout S --server-pid PID]
+                  one chat server (wshub, wshub-ct, wshub-hyper, wshub-deflate-MODE, axum,
+                  axum-batched)
+  client --addr HOST:PORT [--clients N --messages M --seconds S --stall-timeout S --server-pid PID
+         --deflate --verify]
   rss-client, latency-client       the clients the orchestrators start
   selftest        checks the client's frame counting on split frames
 
@@ -60,6 +72,11 @@ servers:
   axum            axum's extract::ws + tokio broadcast, as axum's examples/chat
   axum-batched    the same, forwarding everything queued with feed + one flush
   bun             benches/chat_room/server.bun.js
+  wshub-deflate-MODE, bun-deflate-MODE
+                  the same with permessage-deflate, every message sent compressed.
+                  MODE: one compressor both ways — disabled, shared, dedicated, 3kb, 4kb,
+                  8kb, 16kb, 32kb, 64kb, 128kb, 256kb — or COMPRESS-DECOMPRESS
+                  (dedicated-shared). bun-deflate-shared is Bun's `perMessageDeflate: true`.
   Variations: KIND[+nodelay][@CAPACITY]. `wshub+nodelay` sets TCP_NODELAY on every
   accepted socket (axum's `ListenerExt::tap_io`); `axum@65536` gives the axum servers'
   broadcast channel that capacity (default 100, as in axum's examples/chat).

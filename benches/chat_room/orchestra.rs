@@ -31,14 +31,8 @@ pub struct Common {
 impl Common {
     pub fn parse(args: &mut Args) -> Result<Self, String> {
         let servers: Vec<String> = args.list("servers", &ALL.map(str::to_owned))?;
-        for kind in servers.iter().filter(|s| *s != "bun") {
-            let base = servers::Variant::parse(kind)?.base;
-            if !servers::KINDS.contains(&base.as_str()) {
-                return Err(format!(
-                    "unknown server {kind:?}; choose from {:?} and bun (see help)",
-                    servers::KINDS
-                ));
-            }
+        for kind in &servers {
+            servers::check_kind(kind)?;
         }
         let bun_arg = args.value("bun");
         let mut common = Self {
@@ -48,7 +42,7 @@ impl Common {
             port: args.get("port", 4100)?,
             servers,
         };
-        if common.servers.iter().any(|s| s == "bun") {
+        if common.servers.iter().any(|s| is_bun(s)) {
             match find_bun(bun_arg) {
                 Ok(found) => {
                     eprintln!("bun {} at {}", found.1, found.0.display());
@@ -56,7 +50,7 @@ impl Common {
                 }
                 Err(why) => {
                     eprintln!("skipping bun: {why}");
-                    common.servers.retain(|s| s != "bun");
+                    common.servers.retain(|s| !is_bun(s));
                 }
             }
         }
@@ -74,14 +68,15 @@ impl Common {
         let core = self.server_core.to_string();
         let mut command = Command::new("taskset");
         command.args(["-c", &core]);
-        if kind == "bun" {
+        if is_bun(kind) {
             let (bun, _) = self.bun.as_ref().ok_or("bun is not available")?;
             let script =
                 Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/chat_room/server.bun.js");
             command
                 .arg(bun)
                 .arg(script)
-                .env("PORT", addr.port().to_string());
+                .env("PORT", addr.port().to_string())
+                .env("PER_MESSAGE_DEFLATE", bun_deflate(kind)?);
         } else {
             command
                 .arg(own_exe()?)
@@ -128,6 +123,29 @@ impl Common {
         }
         Err("no free port".to_owned())
     }
+}
+
+/// Whether `kind` is Bun: `bun` or `bun-deflate-MODE`.
+pub fn is_bun(kind: &str) -> bool {
+    kind == "bun" || kind.starts_with("bun-deflate-")
+}
+
+/// `PER_MESSAGE_DEFLATE` for server.bun.js: `false`, `true` (Bun's
+/// `perMessageDeflate: true`, shared both ways) or `COMPRESS/DECOMPRESS` in
+/// Bun's names (`disable`, `shared`, `dedicated`, `3KB` … `256KB`).
+fn bun_deflate(kind: &str) -> Result<String, String> {
+    let Some(mode) = servers::deflate_mode(kind) else {
+        return Ok("false".to_owned());
+    };
+    let bun_name = |name: &str| match name {
+        "disabled" => "disable".to_owned(),
+        "shared" | "dedicated" => name.to_owned(),
+        size => size.to_ascii_uppercase(),
+    };
+    Ok(match servers::deflate_pair(mode)? {
+        ("shared", "shared") => "true".to_owned(),
+        (compress, decompress) => format!("{}/{}", bun_name(compress), bun_name(decompress)),
+    })
 }
 
 fn own_exe() -> Result<PathBuf, String> {
@@ -280,6 +298,13 @@ struct Cell {
     server_cpu: Vec<(f64, f64)>,
     client_cpu: Vec<f64>,
     errors: Vec<String>,
+    /// Data frames received, and those with RSV1 set (compressed).
+    data_frames: u64,
+    compressed_frames: u64,
+    /// Runs whose client offered `permessage-deflate`.
+    deflate_offered: bool,
+    verified: u64,
+    verify_failures: u64,
 }
 
 /// `run`: the throughput table.
@@ -289,6 +314,8 @@ pub fn throughput(args: &mut Args) -> Result<(), String> {
     let reps: usize = args.get("reps", 3)?;
     let seconds: usize = args.get("seconds", 10)?;
     let stall_timeout: f64 = args.get("stall-timeout", 5.0)?;
+    let deflate = args.flag("deflate");
+    let verify = args.flag("verify");
     let mut common = Common::parse(args)?;
     args.finish()?;
     let total = reps * clients.len() * messages.len() * common.servers.len();
@@ -303,7 +330,18 @@ pub fn throughput(args: &mut Args) -> Result<(), String> {
                     done += 1;
                     let cell = cells.entry((n, m, kind.clone())).or_default();
                     let label = format!("[{done}/{total}] {kind:<12} N={n:<3} M={m:<5} rep {rep}");
-                    match measure(&mut common, &kind, n, m, seconds, stall_timeout) {
+                    let opts = client::Opts {
+                        addr: ([127, 0, 0, 1], 0).into(),
+                        clients: n,
+                        messages: m,
+                        seconds,
+                        stall_timeout: Duration::from_secs_f64(stall_timeout),
+                        server_pid: None,
+                        // Deflate servers are always offered it.
+                        deflate: deflate || servers::deflate_mode(&kind).is_some(),
+                        verify,
+                    };
+                    match measure(&mut common, &kind, opts) {
                         Ok((report, lagged)) => {
                             eprintln!("{label}: {}{}", client::summary(&report), lag_note(lagged));
                             cell.add(&report, lagged);
@@ -332,20 +370,11 @@ fn lag_note(lagged: u64) -> String {
 fn measure(
     common: &mut Common,
     kind: &str,
-    clients: usize,
-    messages: usize,
-    seconds: usize,
-    stall_timeout: f64,
+    mut opts: client::Opts,
 ) -> Result<(Value, u64), String> {
     let mut server = common.start(kind)?;
-    let opts = client::Opts {
-        addr: server.addr,
-        clients,
-        messages,
-        seconds,
-        stall_timeout: Duration::from_secs_f64(stall_timeout),
-        server_pid: Some(server.pid),
-    };
+    opts.addr = server.addr;
+    opts.server_pid = Some(server.pid);
     let report = common.run_client(&opts.to_args());
     // Let the lag report (printed every 100 ms) catch up.
     std::thread::sleep(Duration::from_millis(250));
@@ -372,6 +401,27 @@ impl Cell {
         self.server_cpu.push((f(&cpu["user"]), f(&cpu["system"])));
         let cpu = &report["client_cpu"];
         self.client_cpu.push(f(&cpu["user"]) + f(&cpu["system"]));
+        self.data_frames += report["data_frames"].as_u64().unwrap_or(0);
+        self.compressed_frames += report["compressed_frames"].as_u64().unwrap_or(0);
+        self.deflate_offered |= report["deflate_offered"].as_bool() == Some(true);
+        self.verified += report["verified"].as_u64().unwrap_or(0);
+        self.verify_failures += report["verify_failures"].as_u64().unwrap_or(0);
+    }
+
+    /// `RSV1 frames` of the table: the share of data frames that came compressed.
+    fn compressed(&self) -> String {
+        if !self.deflate_offered {
+            return "–".to_owned();
+        }
+        let share = 100.0 * self.compressed_frames as f64 / self.data_frames.max(1) as f64;
+        let mut out = format!("{share:.1}%");
+        if self.verified + self.verify_failures > 0 {
+            out += &format!(
+                ", {} verified / {} bad",
+                self.verified, self.verify_failures
+            );
+        }
+        out
     }
 
     fn median(&self) -> Option<f64> {
@@ -396,25 +446,35 @@ fn print_table(
             .map(|v| format!("; bun {v}"))
             .unwrap_or_default()
     );
+    // The share of compressed frames is shown when any client offered deflate.
+    let deflate = cells.values().any(|c| c.deflate_offered);
+    let (rsv1_head, rsv1_rule) = if deflate {
+        (" RSV1 frames |", "---|")
+    } else {
+        ("", "")
+    };
     println!();
     println!(
-        "| N | M | server | msgs/s | runs (min–max) | vs Bun | stalled/closed runs | missing / lagged | server CPU (user+sys) | client CPU |"
+        "| N | M | server | msgs/s | runs (min–max) | vs Bun | stalled/closed runs | missing / lagged | server CPU (user+sys) | client CPU |{rsv1_head}"
     );
-    println!("|---:|---:|---|---:|---|---:|---|---|---|---:|");
+    println!("|---:|---:|---|---:|---|---:|---|---|---|---:|{rsv1_rule}");
     for &n in clients {
         for &m in messages {
-            let bun = cells.get(&(n, m, "bun".to_owned())).and_then(Cell::median);
             for kind in &common.servers {
                 let Some(cell) = cells.get(&(n, m, kind.clone())) else {
                     continue;
                 };
                 let Some(value) = cell.median() else {
                     println!(
-                        "| {n} | {m} | {kind} | failed | {} | | | | | |",
-                        cell.errors.join("; ")
+                        "| {n} | {m} | {kind} | failed | {} | | | | | |{}",
+                        cell.errors.join("; "),
+                        if deflate { " |" } else { "" }
                     );
                     continue;
                 };
+                let bun = cells
+                    .get(&(n, m, baseline(kind, &common.servers)))
+                    .and_then(Cell::median);
                 let (lo, hi) = cell
                     .medians
                     .iter()
@@ -433,8 +493,13 @@ fn print_table(
                     }
                     parts.join(", ")
                 };
+                let rsv1 = if deflate {
+                    format!(" {} |", cell.compressed())
+                } else {
+                    String::new()
+                };
                 println!(
-                    "| {n} | {m} | {kind} | {} | {}–{} | {ratio} | {failures} | {} / {} | {:.0}% ({:.0}+{:.0}) | {:.0}% |",
+                    "| {n} | {m} | {kind} | {} | {}–{} | {ratio} | {failures} | {} / {} | {:.0}% ({:.0}+{:.0}) | {:.0}% |{rsv1}",
                     si(value),
                     si(lo),
                     si(hi),
@@ -454,4 +519,21 @@ fn print_table(
          that never arrived in stalled batches (client count); lagged: deliveries the axum servers' \
          broadcast channel skipped (server count). CPU: % of one core over the run."
     );
+    if deflate {
+        println!(
+            "vs Bun: a deflate server against Bun with the same deflate mode when that ran, else plain Bun. \
+             RSV1 frames: the share of data frames received compressed (permessage-deflate); \
+             verified: messages the first client inflated and checked (`--verify`)."
+        );
+    }
+}
+
+/// The Bun row a server's ratio is against: Bun with the same deflate mode
+/// when it runs, else plain Bun.
+fn baseline(kind: &str, servers: &[String]) -> String {
+    let same_mode = servers::deflate_mode(kind).map(|mode| format!("bun-deflate-{mode}"));
+    match same_mode {
+        Some(bun) if servers.contains(&bun) => bun,
+        _ => "bun".to_owned(),
+    }
 }

@@ -2,7 +2,23 @@
 // Bun's repository): every socket joins "room" on open, and every message is
 // published to the room, sender included, as "name: message".
 // Started by `cargo bench --bench chat_room`; run alone: PORT=4001 bun server.bun.js
+//
+// PER_MESSAGE_DEFLATE turns on permessage-deflate: "true" is Bun's
+// `perMessageDeflate: true`; "COMPRESS/DECOMPRESS" (e.g. "dedicated/3KB") sets
+// both compressors. Bun compresses only what is sent or published with
+// `compress = true`, so this server passes it whenever deflate is on.
+// A binary message (the chat clients send none) is echoed to its sender alone:
+// the rss client sends one per connection so that its compressors exist.
 const port = Number(process.env.PORT || 4001);
+const deflate = parseDeflate(process.env.PER_MESSAGE_DEFLATE || "false");
+const compress = deflate !== false;
+
+function parseDeflate(value) {
+  if (value === "false") return false;
+  if (value === "true") return true;
+  const [compress, decompress = compress] = value.split("/");
+  return { compress, decompress };
+}
 
 const server = Bun.serve({
   hostname: "127.0.0.1",
@@ -12,12 +28,16 @@ const server = Bun.serve({
       ws.subscribe("room");
     },
     message(ws, msg) {
+      if (typeof msg !== "string") {
+        ws.send(msg, compress);
+        return;
+      }
       // publishText returns 0 when the message was dropped.
-      if (ws.publishText("room", `${ws.data.name}: ${msg}`) === 0) {
+      if (ws.publishText("room", `${ws.data.name}: ${msg}`, compress) === 0) {
         throw new Error("Failed to publish message");
       }
     },
-    perMessageDeflate: false,
+    perMessageDeflate: deflate,
     publishToSelf: true,
   },
   fetch(req, server) {
@@ -27,4 +47,6 @@ const server = Bun.serve({
   },
 });
 
-console.log(`bun ${Bun.version} listening on ${server.hostname}:${server.port}`);
+console.log(
+  `bun ${Bun.version} listening on ${server.hostname}:${server.port}, perMessageDeflate ${JSON.stringify(deflate)}`,
+);

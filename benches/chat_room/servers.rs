@@ -15,12 +15,96 @@ use axum::routing::get;
 use axum::serve::ListenerExt as _;
 use futures_util::{SinkExt as _, StreamExt as _};
 use tokio::sync::broadcast;
-use wshub::{Config, Handler, Message, Upgrade, WebSocket, WebSocketLayer};
+use wshub::{
+    Compression, Compressor, Config, Handler, Message, Upgrade, WebSocket, WebSocketLayer,
+};
 
 use crate::args::Args;
 
-/// The Rust servers `server KIND` can run.
+/// The Rust servers `server KIND` can run, besides `wshub-deflate-MODE`.
 pub const KINDS: [&str; 5] = ["wshub", "wshub-ct", "wshub-hyper", "axum", "axum-batched"];
+
+/// How `wshub-deflate-MODE` and `bun-deflate-MODE` name a compressor,
+/// lowercase, in Bun's order.
+pub const COMPRESSORS: [&str; 11] = [
+    "disabled",
+    "shared",
+    "dedicated",
+    "3kb",
+    "4kb",
+    "8kb",
+    "16kb",
+    "32kb",
+    "64kb",
+    "128kb",
+    "256kb",
+];
+
+/// Which `permessage-deflate` a server kind runs with: `MODE` of
+/// `wshub-deflate-MODE` or `bun-deflate-MODE`, where `MODE` is one
+/// compressor for both directions (`shared`, `dedicated`, `3kb` …) or
+/// `COMPRESS-DECOMPRESS` (`dedicated-shared`). `None` for the other kinds.
+pub fn deflate_mode(kind: &str) -> Option<&str> {
+    let base = kind.split(['+', '@']).next().unwrap_or(kind);
+    base.strip_prefix("wshub-deflate-")
+        .or_else(|| base.strip_prefix("bun-deflate-"))
+}
+
+/// A deflate `MODE` as (compress, decompress) names of [`COMPRESSORS`].
+pub fn deflate_pair(mode: &str) -> Result<(&'static str, &'static str), String> {
+    let known = |name: &str| {
+        COMPRESSORS
+            .iter()
+            .copied()
+            .find(|c| c.eq_ignore_ascii_case(name))
+            .ok_or_else(|| format!("deflate mode {mode:?}: {name:?} is not one of {COMPRESSORS:?}"))
+    };
+    match mode.split_once('-') {
+        Some((compress, decompress)) => Ok((known(compress)?, known(decompress)?)),
+        None => known(mode).map(|both| (both, both)),
+    }
+}
+
+/// Whether `kind` names a server `run`, `rss` and `latency` can start.
+pub fn check_kind(kind: &str) -> Result<(), String> {
+    if let Some(mode) = deflate_mode(kind) {
+        return deflate_pair(mode).map(|_| ());
+    }
+    if kind == "bun" {
+        return Ok(());
+    }
+    let base = Variant::parse(kind)?.base;
+    if KINDS.contains(&base.as_str()) {
+        Ok(())
+    } else {
+        Err(format!(
+            "unknown server {kind:?}; choose from {KINDS:?}, wshub-deflate-MODE, bun and \
+             bun-deflate-MODE (see help)"
+        ))
+    }
+}
+
+/// wshub's [`Compression`] for a deflate `MODE`.
+fn compression(mode: &str) -> Result<Compression, String> {
+    let compressor = |name: &str| match name {
+        "disabled" => Compressor::Disabled,
+        "shared" => Compressor::Shared,
+        "dedicated" => Compressor::Dedicated,
+        "3kb" => Compressor::Dedicated3KB,
+        "4kb" => Compressor::Dedicated4KB,
+        "8kb" => Compressor::Dedicated8KB,
+        "16kb" => Compressor::Dedicated16KB,
+        "32kb" => Compressor::Dedicated32KB,
+        "64kb" => Compressor::Dedicated64KB,
+        "128kb" => Compressor::Dedicated128KB,
+        _ => Compressor::Dedicated256KB,
+    };
+    let (compress, decompress) = deflate_pair(mode)?;
+    Ok(Compression {
+        compress: compressor(compress),
+        decompress: compressor(decompress),
+    })
+}
 
 /// A server kind with its variations: `KIND[+nodelay][@CAPACITY]`, e.g.
 /// `wshub+nodelay` (TCP_NODELAY set on every accepted socket, with axum's
@@ -98,10 +182,17 @@ pub fn main(args: &mut Args) -> Result<(), String> {
             .await
             .map_err(|e| format!("bind {addr}: {e}"))?;
         let app = match base.as_str() {
-            "wshub" | "wshub-ct" | "wshub-hyper" => wshub_app(),
+            "wshub" | "wshub-ct" | "wshub-hyper" => wshub_app(Compression::DISABLED),
             "axum" => axum_app(Forward::EachMessage, capacity),
             "axum-batched" => axum_app(Forward::Batched, capacity),
-            other => return Err(format!("unknown server kind {other:?}; one of {KINDS:?}")),
+            other => match other.strip_prefix("wshub-deflate-") {
+                Some(mode) => wshub_app(compression(mode)?),
+                None => {
+                    return Err(format!(
+                        "unknown server kind {other:?}; one of {KINDS:?} or wshub-deflate-MODE"
+                    ));
+                }
+            },
         };
         let threads = if base == "wshub-ct" { 1 } else { workers };
         println!("{kind} listening on {addr} ({threads} runtime thread(s))");
@@ -130,8 +221,13 @@ struct User {
     name: String,
 }
 
-/// Bun's chat server: everyone joins "room" on open; every message is
+/// Bun's chat server: everyone joins "room" on open; every text message is
 /// published to the room (sender included) as `"{name}: {message}"`.
+///
+/// A binary message (the chat clients send none) is echoed to its sender
+/// alone: the `rss` client sends one per connection so that a compressing
+/// connection has inflated and compressed a message (creating its
+/// dedicated inflater and compressor) without a publish to everyone.
 struct Chat;
 
 impl Handler for Chat {
@@ -142,12 +238,18 @@ impl Handler for Chat {
     }
 
     async fn message(&self, ws: &WebSocket<User>, msg: Message) {
-        let text = msg.as_text().unwrap_or_default();
-        ws.publish("room", format!("{}: {text}", ws.data().name));
+        match msg.as_text() {
+            Some(text) => {
+                ws.publish("room", format!("{}: {text}", ws.data().name));
+            }
+            None => {
+                ws.send(msg);
+            }
+        }
     }
 }
 
-fn wshub_app() -> Router {
+fn wshub_app(compression: Compression) -> Router {
     Router::new()
         .route(
             "/",
@@ -158,7 +260,13 @@ fn wshub_app() -> Router {
                 },
             ),
         )
-        .layer(WebSocketLayer::new(Chat).config(Config::default().publish_to_self(true)))
+        .layer(
+            WebSocketLayer::new(Chat).config(
+                Config::default()
+                    .publish_to_self(true)
+                    .compression(compression),
+            ),
+        )
 }
 
 /// Serves `app` with hyper's HTTP/1 connection directly, without the

@@ -1,6 +1,7 @@
 //! The client side of the wire, kept minimal so the load client costs little:
 //! a hand-written opening handshake, pre-encoded masked frames, and frame
-//! counting that reads headers only.
+//! counting that reads headers only; `permessage-deflate` (RFC 7692) with
+//! zlib-rs for the clients that offer it.
 
 use std::io;
 use std::net::SocketAddr;
@@ -10,9 +11,10 @@ use base64::Engine as _;
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use wshub::protocol::encode_frame;
 use wshub::protocol::frame::OpCode;
 use wshub::protocol::handshake::accept_key;
+use wshub::protocol::{encode_frame, encode_message_frame};
+use zlib_rs::{Deflate, DeflateFlush, Inflate, InflateFlush, Status};
 
 /// The 50 messages of Bun's `chat-client.mjs`; its batch is 32 rounds of them.
 pub const MESSAGES: [&str; 50] = [
@@ -119,6 +121,19 @@ pub fn encode_text(text: &str, rng: &mut Rng) -> Vec<u8> {
     out.to_vec()
 }
 
+/// What a browser offers, and what the load clients offer with `--deflate`:
+/// `permessage-deflate`, letting the server limit the client's window.
+pub const DEFLATE_OFFER: &str = "permessage-deflate; client_max_window_bits";
+
+/// An open WebSocket connection, fresh from the handshake.
+pub struct Connected {
+    pub stream: TcpStream,
+    /// Bytes read past the response head (the first frames, if the server was quick).
+    pub early: Vec<u8>,
+    /// The `permessage-deflate` parameters the server accepted, if it did.
+    pub deflate: Option<Agreed>,
+}
+
 /// Opens a WebSocket to `ws://addr/?name=NAME`: connects (retrying while a
 /// busy listener's backlog refuses), sends the upgrade request, checks the
 /// 101 and its accept key. Returns the stream and any bytes read past the
@@ -128,6 +143,17 @@ pub async fn connect(
     name: &str,
     rng: &mut Rng,
 ) -> io::Result<(TcpStream, Vec<u8>)> {
+    let connected = connect_with(addr, name, rng, None).await?;
+    Ok((connected.stream, connected.early))
+}
+
+/// [`connect`], offering the extension `offer` (`Sec-WebSocket-Extensions`).
+pub async fn connect_with(
+    addr: SocketAddr,
+    name: &str,
+    rng: &mut Rng,
+    offer: Option<&str>,
+) -> io::Result<Connected> {
     let mut stream = connect_tcp(addr).await?;
     stream.set_nodelay(true)?;
     let key_bytes: [u8; 16] = {
@@ -138,9 +164,13 @@ pub async fn connect(
         key
     };
     let key = base64::engine::general_purpose::STANDARD.encode(key_bytes);
+    let extensions = offer.map_or(String::new(), |offer| {
+        format!("Sec-WebSocket-Extensions: {offer}\r\n")
+    });
     let request = format!(
         "GET /?name={name} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n\
-         Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+         Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\
+         {extensions}\r\n"
     );
     stream.write_all(request.as_bytes()).await?;
     let mut head = Vec::with_capacity(256);
@@ -167,15 +197,184 @@ pub async fn connect(
         return Err(io::Error::other(format!("upgrade refused: {status}")));
     }
     let accept = accept_key(key.as_bytes());
-    let accepted = text.lines().any(|line| {
-        line.split_once(':').is_some_and(|(k, v)| {
-            k.trim().eq_ignore_ascii_case("sec-websocket-accept") && v.trim() == accept
-        })
-    });
-    if !accepted {
+    if header(&text, "sec-websocket-accept") != Some(accept.as_str()) {
         return Err(io::Error::other("wrong or missing Sec-WebSocket-Accept"));
     }
-    Ok((stream, head.split_off(end)))
+    let deflate =
+        match header(&text, "sec-websocket-extensions") {
+            Some(answer) if offer.is_some() => Some(Agreed::parse(answer).ok_or_else(|| {
+                io::Error::other(format!("unexpected extension answer {answer:?}"))
+            })?),
+            Some(answer) => {
+                return Err(io::Error::other(format!(
+                    "extension {answer:?} accepted but never offered"
+                )));
+            }
+            None => None,
+        };
+    Ok(Connected {
+        stream,
+        early: head.split_off(end),
+        deflate,
+    })
+}
+
+/// The value of header `name` in a response head.
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|line| {
+        let (k, v) = line.split_once(':')?;
+        k.trim().eq_ignore_ascii_case(name).then_some(v.trim())
+    })
+}
+
+/// What the server answered to [`DEFLATE_OFFER`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Agreed {
+    /// The server resets its compressor after every message.
+    pub server_no_context_takeover: bool,
+    /// The largest window the client may compress with.
+    pub client_window: u8,
+}
+
+impl Agreed {
+    /// Parses a `permessage-deflate` answer; `None` for anything else.
+    pub fn parse(answer: &str) -> Option<Self> {
+        let mut params = answer.split(';').map(str::trim);
+        if !params.next()?.eq_ignore_ascii_case("permessage-deflate") {
+            return None;
+        }
+        let mut agreed = Self {
+            server_no_context_takeover: false,
+            client_window: 15,
+        };
+        for param in params {
+            let (name, value) = match param.split_once('=') {
+                Some((name, value)) => (name.trim(), Some(value.trim().trim_matches('"'))),
+                None => (param, None),
+            };
+            match (name.to_ascii_lowercase().as_str(), value) {
+                ("server_no_context_takeover", None) => agreed.server_no_context_takeover = true,
+                // Our compressor resets after every message anyway.
+                ("client_no_context_takeover", None) | ("server_max_window_bits", Some(_)) => {}
+                ("client_max_window_bits", Some(bits)) => {
+                    agreed.client_window = bits.parse().ok().filter(|b| (8..=15).contains(b))?;
+                }
+                _ => return None,
+            }
+        }
+        Some(agreed)
+    }
+
+    /// How the answer reads in a report: whether the server keeps its
+    /// compression context, and the client's window.
+    pub fn describe(&self) -> String {
+        format!(
+            "server {}, client window {}",
+            if self.server_no_context_takeover {
+                "no context takeover"
+            } else {
+                "context takeover"
+            },
+            self.client_window
+        )
+    }
+}
+
+/// What a sync flush ends with; left off on the wire (RFC 7692 §7.2.1).
+const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
+
+/// The client's compressor: zlib's default level, raw deflate, the window
+/// the server allowed, no context kept between messages (always allowed).
+pub struct Compressor {
+    deflate: Box<Deflate>,
+}
+
+impl Compressor {
+    pub fn new(agreed: &Agreed) -> Self {
+        // zlib writes raw deflate with 9 window bits at least.
+        let window = agreed.client_window.max(9);
+        Self {
+            deflate: Box::new(Deflate::new(-1, false, window)),
+        }
+    }
+
+    /// One message's compressed payload, to send with RSV1 set.
+    pub fn compress(&mut self, input: &[u8]) -> Vec<u8> {
+        let mut out = vec![0u8; input.len() + 64];
+        let (mut read, mut written) = (0, 0);
+        loop {
+            let (in_before, out_before) = (self.deflate.total_in(), self.deflate.total_out());
+            self.deflate
+                .compress(&input[read..], &mut out[written..], DeflateFlush::SyncFlush)
+                .expect("zlib-rs compresses any input");
+            read += (self.deflate.total_in() - in_before) as usize;
+            written += (self.deflate.total_out() - out_before) as usize;
+            // The flush is complete once all input is in and room is left.
+            if read == input.len() && written < out.len() {
+                break;
+            }
+            out.resize(out.len() * 2, 0);
+        }
+        self.deflate.reset();
+        out.truncate(written);
+        if out.ends_with(&TAIL) {
+            out.truncate(written - TAIL.len());
+        }
+        out
+    }
+
+    /// One masked frame carrying `input` compressed (RSV1 set).
+    pub fn frame(&mut self, opcode: OpCode, input: &[u8], rng: &mut Rng) -> Vec<u8> {
+        let compressed = self.compress(input);
+        let mut out = BytesMut::new();
+        encode_message_frame(&mut out, opcode, true, &compressed, Some(rng.mask()));
+        out.to_vec()
+    }
+}
+
+/// The client's inflater, for checking what the server compressed.
+pub struct Inflater {
+    inflate: Box<Inflate>,
+    /// The server keeps no context: every message inflates on its own.
+    reset_each: bool,
+}
+
+impl Inflater {
+    pub fn new(agreed: &Agreed) -> Self {
+        Self {
+            inflate: Box::new(Inflate::new(false, 15)),
+            reset_each: agreed.server_no_context_takeover,
+        }
+    }
+
+    /// Inflates one message's payload (as it came, without the tail).
+    pub fn inflate(&mut self, payload: &[u8]) -> Result<Vec<u8>, String> {
+        let mut out = vec![0u8; payload.len() * 4 + 256];
+        let mut written = 0;
+        for part in [payload, &TAIL[..]] {
+            let mut read = 0;
+            loop {
+                if written == out.len() {
+                    out.resize(out.len() * 2, 0);
+                }
+                let (in_before, out_before) = (self.inflate.total_in(), self.inflate.total_out());
+                let status = self
+                    .inflate
+                    .decompress(&part[read..], &mut out[written..], InflateFlush::SyncFlush)
+                    .map_err(|e| format!("inflate: {e:?}"))?;
+                read += (self.inflate.total_in() - in_before) as usize;
+                written += (self.inflate.total_out() - out_before) as usize;
+                if (read == part.len() && written < out.len()) || status == Status::StreamEnd {
+                    break;
+                }
+            }
+        }
+        if self.reset_each {
+            self.inflate.reset(false);
+        }
+        out.truncate(written);
+        Ok(out)
+    }
 }
 
 async fn connect_tcp(addr: SocketAddr) -> io::Result<TcpStream> {
@@ -206,6 +405,8 @@ pub struct FrameCounter {
     head_len: usize,
     /// Control frames seen (pings, closes): not counted as messages.
     pub control: u64,
+    /// Data frames with RSV1 set: compressed messages (`permessage-deflate`).
+    pub compressed: u64,
 }
 
 impl FrameCounter {
@@ -259,10 +460,15 @@ impl FrameCounter {
         self.data = opcode < 0x8; // continuation, text, binary
         if !self.data {
             self.control += 1;
+        } else if first & RSV1 != 0 {
+            self.compressed += 1;
         }
         self.skip = len;
     }
 }
+
+/// The bit of a frame's first byte that marks a compressed message.
+pub const RSV1: u8 = 0x40;
 
 /// The payload length and header size of the frame at the front of `buf`,
 /// if its whole header is there.
@@ -291,7 +497,8 @@ pub struct FrameReader {
 }
 
 impl FrameReader {
-    /// Calls `each(opcode, payload)` for every whole frame completed by `buf`.
+    /// Calls `each(first, payload)` for every whole frame completed by
+    /// `buf`, `first` being the frame's first byte (FIN, RSV1–3, opcode).
     pub fn feed(&mut self, buf: &[u8], mut each: impl FnMut(u8, &[u8])) {
         if self.partial.is_empty() {
             let used = split_frames(buf, &mut each);
@@ -312,7 +519,7 @@ fn split_frames(buf: &[u8], each: &mut impl FnMut(u8, &[u8])) -> usize {
         if end > buf.len() {
             break;
         }
-        each(buf[at] & 0x0f, &buf[at + head..end]);
+        each(buf[at], &buf[at + head..end]);
         at = end;
     }
     at
@@ -326,22 +533,40 @@ pub fn selftest() -> Result<(), String> {
         encode_frame(&mut wire, OpCode::Text, &vec![b'x'; len], None);
     }
     encode_frame(&mut wire, OpCode::Ping, b"p", None);
+    let agreed = Agreed::parse("permessage-deflate; server_no_context_takeover")
+        .ok_or("cannot parse a deflate answer")?;
+    let message = "Alice0: Hello World! ".repeat(20);
+    let compressed = Compressor::new(&agreed).compress(message.as_bytes());
+    encode_message_frame(&mut wire, OpCode::Text, true, &compressed, None);
     for piece in [1, 2, 3, 7, 64, 1000, wire.len()] {
         let mut counter = FrameCounter::default();
         let total: u64 = wire.chunks(piece).map(|c| counter.feed(c)).sum();
-        if (total, counter.control) != (6, 1) {
+        if (total, counter.control, counter.compressed) != (7, 1, 1) {
             return Err(format!(
-                "FrameCounter, pieces of {piece}: {total} data, {} control",
-                counter.control
+                "FrameCounter, pieces of {piece}: {total} data, {} control, {} compressed",
+                counter.control, counter.compressed
             ));
         }
         let mut reader = FrameReader::default();
+        let mut inflater = Inflater::new(&agreed);
         let mut lens = Vec::new();
+        let mut inflated = Vec::new();
         for chunk in wire.chunks(piece) {
-            reader.feed(chunk, |_, payload| lens.push(payload.len()));
+            reader.feed(chunk, |first, payload| {
+                lens.push(payload.len());
+                if first & RSV1 != 0 {
+                    inflated.push(inflater.inflate(payload));
+                }
+            });
         }
-        if lens != [0, 5, 125, 126, 300, 70_000, 1] {
+        if lens != [0, 5, 125, 126, 300, 70_000, 1, compressed.len()] {
             return Err(format!("FrameReader, pieces of {piece}: {lens:?}"));
+        }
+        if inflated != [Ok(message.clone().into_bytes())] {
+            return Err(format!(
+                "Inflater, pieces of {piece}: {inflated:?} (sent {} bytes)",
+                compressed.len()
+            ));
         }
     }
     Ok(())
