@@ -72,7 +72,7 @@ pub use layer::{ResponseFuture, WebSocketLayer, WebSocketService};
 pub use protocol::handshake::HandshakeError;
 pub use protocol::{Message, ProtocolError, close_code};
 #[cfg(feature = "axum")]
-pub use serve::{Server, serve};
+pub use serve::{Serve, WithGracefulShutdown, serve};
 pub use socket::{ReadyState, SendStatus, WebSocket};
 pub use upgrade::{Upgrade, UpgradeRejection};
 

@@ -92,6 +92,7 @@ pub(super) struct Connection {
     ping_sent: bool,
     /// A flush was put off once already in this round (see `defer_flush`).
     deferred: bool,
+    opened: Instant,
     write_error: Option<io::Error>,
 }
 
@@ -122,6 +123,7 @@ impl Connection {
             last_read: now,
             ping_sent: false,
             deferred: false,
+            opened: now,
             write_error: None,
         }
     }
@@ -139,6 +141,10 @@ impl Connection {
             core,
             fut: AssertUnwindSafe(fut).catch_unwind(),
         }
+    }
+
+    pub(super) fn opened(&self) -> Instant {
+        self.opened
     }
 
     pub(super) fn close_timeout(&self) -> Duration {

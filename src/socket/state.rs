@@ -442,6 +442,11 @@ impl Core {
         }
         if self.buffered() > self.limit {
             drop(outbox);
+            tracing::trace!(
+                id = self.id,
+                buffered = self.buffered(),
+                "dropped: over the backpressure limit"
+            );
             self.needs_drain.store(true, Ordering::Release);
             if self.close_on_limit {
                 self.begin_close(close_code::POLICY, "backpressure limit");
