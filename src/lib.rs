@@ -50,6 +50,7 @@
 #![deny(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![doc(test(attr(deny(warnings))))]
 
+mod clock;
 mod config;
 mod deflate;
 mod driver;

@@ -65,6 +65,8 @@ pub(crate) fn spawn<H: Handler>(
             backpressure_limit: config.backpressure_limit,
             close_on_backpressure_limit: config.close_on_backpressure_limit,
             publish_to_self: config.publish_to_self,
+            idle_timeout: config.idle_timeout,
+            send_pings: config.send_pings,
         };
         let compression = config.compression;
         let outgoing = deflate.and_then(|agreed| Outgoing::new(compression.compress, &agreed));
@@ -74,10 +76,16 @@ pub(crate) fn spawn<H: Handler>(
         });
         let core = Core::new(hub, settings, remote_addr.or(peer), protocol, outgoing);
         let ws = WebSocket::new(core, *data);
-        let remote = ws.remote_addr();
-        let span = tracing::debug_span!("websocket", id = ws.id(), ?remote, %path);
         let conn = Connection::new(transport, prefix, config, inflater);
-        tokio::spawn(run(handler, conn, ws).instrument(span));
+        // The span costs every task 40 bytes and a little per poll: only
+        // when someone listens.
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            let remote = ws.remote_addr();
+            let span = tracing::debug_span!("websocket", id = ws.id(), ?remote, %path);
+            tokio::spawn(run(handler, conn, ws).instrument(span));
+        } else {
+            tokio::spawn(run(handler, conn, ws));
+        }
     });
 }
 
@@ -146,7 +154,7 @@ async fn close<H: Handler>(handler: &H, conn: &mut Connection, ws: &WebSocket<H:
     conn.finish_writes(core, end.then, deadline).await;
     core.shut();
     core.leave_hub();
-    let duration_ms = conn.opened().elapsed().as_millis() as u64;
+    let duration_ms = conn.age().as_millis() as u64;
     tracing::debug!(code = end.code, reason = %end.reason, duration_ms, "close");
     if let Some(error) = end.error {
         tracing::debug!(%error, "connection failed");

@@ -9,16 +9,16 @@ mod topic;
 
 use foldhash::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, Weak};
 use std::time::Duration;
 
 use tokio::sync::Notify;
 
 pub(crate) use self::batch::Batch;
 pub(crate) use self::topic::{Subscriber, Topic};
-use crate::Message;
 use crate::protocol::close_code;
 use crate::protocol::frame::OpCode;
+use crate::{Message, clock};
 
 /// Topics and subscribers shared by the sockets of one layer.
 ///
@@ -62,6 +62,8 @@ pub(crate) struct HubInner {
     connections: AtomicUsize,
     /// Set by [`Hub::shutdown`]: sockets opening now are closed at once.
     closing: AtomicBool,
+    /// The idle sweeper runs (started with the first socket).
+    sweeping: AtomicBool,
     /// Woken when the last socket closes.
     empty: Notify,
 }
@@ -227,7 +229,10 @@ impl HubInner {
     }
 
     /// Registers an open socket; false if the hub is shutting down.
-    pub(crate) fn opened(&self, socket: Arc<dyn Subscriber>) -> bool {
+    pub(crate) fn opened(self: &Arc<Self>, socket: Arc<dyn Subscriber>) -> bool {
+        if !self.sweeping.swap(true, Ordering::AcqRel) {
+            tokio::spawn(sweep(Arc::downgrade(self)));
+        }
         let id = socket.core().id;
         self.lock_sockets().insert(id, socket);
         self.connections.fetch_add(1, Ordering::AcqRel);
@@ -249,6 +254,20 @@ impl HubInner {
         self.lock_sockets().values().cloned().collect()
     }
 
+    /// Looks at every socket's idle time once; returns when to look again.
+    fn sweep_once(&self) -> Duration {
+        let now = clock::now();
+        let mut every = SWEEP_MAX;
+        for socket in self.lock_sockets().values() {
+            let core = socket.core();
+            core.sweep(now);
+            if let Some(wanted) = core.sweep_every() {
+                every = every.min(wanted);
+            }
+        }
+        every.max(SWEEP_MIN)
+    }
+
     /// Resolves once no socket is open.
     async fn all_closed(&self) {
         loop {
@@ -260,6 +279,23 @@ impl HubInner {
             }
             notified.await;
         }
+    }
+}
+
+/// Bounds on how often the sweeper looks at idle times: an eighth of the
+/// shortest idle timeout, within these.
+const SWEEP_MIN: Duration = Duration::from_millis(10);
+const SWEEP_MAX: Duration = Duration::from_secs(1);
+
+/// Pings silent sockets and closes those past their idle timeout, for the
+/// whole hub at once: an open socket then holds no timer of its own (as
+/// uWebSockets sweeps its timeouts). Ends with the hub.
+async fn sweep(hub: Weak<HubInner>) {
+    loop {
+        let Some(every) = hub.upgrade().map(|hub| hub.sweep_once()) else {
+            return;
+        };
+        tokio::time::sleep(every).await;
     }
 }
 
@@ -298,6 +334,8 @@ mod tests {
             backpressure_limit: 64 << 20,
             close_on_backpressure_limit: false,
             publish_to_self: false,
+            idle_timeout: None,
+            send_pings: false,
         };
         WebSocket::new(
             Core::new(Arc::clone(hub.inner()), settings, None, None, None),
