@@ -55,6 +55,9 @@ mod config;
 mod deflate;
 mod driver;
 mod error;
+#[cfg(feature = "__fuzz")]
+#[doc(hidden)]
+pub mod fuzz;
 mod handler;
 mod hub;
 mod layer;
