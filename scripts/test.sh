@@ -5,5 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # tests/browser.rs drives headless Chromium through the chat example.
 command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+# tests/deflate.rs checks permessage-deflate against Python's `websockets`.
+python3 -c 'import websockets' 2>/dev/null || python3 -m pip install websockets
 cargo test --all-features
 scripts/autobahn.sh

@@ -30,25 +30,28 @@ fn new_deflate(window: u8, mem_level: u8) -> Box<Deflate> {
 }
 
 /// Compresses one message: the payload of a frame with RSV1 set.
+///
+/// Output goes through a fixed scratch buffer, so the result holds only the
+/// bytes it needs, whatever the input size.
 fn compress(deflate: &mut Deflate, input: &[u8]) -> Option<Bytes> {
-    let mut out = vec![0u8; input.len() / 2 + 64];
-    let (mut read, mut written) = (0, 0);
+    let mut scratch = [0u8; CHUNK];
+    let mut out = Vec::new();
+    let mut read = 0;
     loop {
         let (in_before, out_before) = (deflate.total_in(), deflate.total_out());
         deflate
-            .compress(&input[read..], &mut out[written..], DeflateFlush::SyncFlush)
+            .compress(&input[read..], &mut scratch, DeflateFlush::SyncFlush)
             .ok()?;
         read += usize::try_from(deflate.total_in() - in_before).ok()?;
-        written += usize::try_from(deflate.total_out() - out_before).ok()?;
+        let gave = usize::try_from(deflate.total_out() - out_before).ok()?;
+        out.extend_from_slice(&scratch[..gave]);
         // A sync flush is complete once all input is in and output space is left.
-        if read == input.len() && written < out.len() {
+        if read == input.len() && gave < scratch.len() {
             break;
         }
-        out.resize(out.len() * 2, 0);
     }
-    out.truncate(written);
     if out.ends_with(&TAIL) {
-        out.truncate(written - TAIL.len());
+        out.truncate(out.len() - TAIL.len());
     }
     if out.is_empty() {
         // Nothing to flush (an empty message right after another): send an
@@ -56,6 +59,7 @@ fn compress(deflate: &mut Deflate, input: &[u8]) -> Option<Bytes> {
         // appends completes a block (RFC 7692 §7.2.3.6).
         out.push(0x00);
     }
+    out.shrink_to_fit();
     Some(Bytes::from(out))
 }
 
@@ -359,8 +363,9 @@ mod tests {
             Err(InflateFailure::TooBig)
         );
         // The shared inflater is fine for the next message.
-        let ok = compress_shared(15, b"after the bomb").unwrap();
-        assert_eq!(inflater.inflate(&ok, 1 << 20).unwrap(), b"after the bomb");
+        let after = b"after the bomb, after the bomb, after the bomb".repeat(4);
+        let ok = compress_shared(15, &after).unwrap();
+        assert_eq!(inflater.inflate(&ok, 1 << 20).unwrap(), after);
     }
 
     #[test]
@@ -373,6 +378,15 @@ mod tests {
             inflater.inflate(&compressed, 4095),
             Err(InflateFailure::TooBig)
         );
+    }
+
+    #[test]
+    fn large_messages_round_trip() {
+        let big = vec![7u8; 4 << 20];
+        let compressed = Deflater::new(15, 8, true).lock().compress(&big).unwrap();
+        assert!(compressed.len() < 64 * 1024);
+        let mut inflater = Inflater::new(false, 15, false);
+        assert_eq!(inflater.inflate(&compressed, 8 << 20).unwrap(), big);
     }
 
     #[test]

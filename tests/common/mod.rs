@@ -760,3 +760,5 @@ pub fn assert_same_payload(got: &[u8], want: &[u8]) {
 }
 
 pub mod chat_server;
+pub mod deflate;
+pub mod echo_server;
