@@ -216,7 +216,7 @@ impl Inflater {
                 let inflate = shared.get_or_insert_with(|| Box::new(Inflate::new(false, 15)));
                 let result = inflate_message(inflate, input, limit);
                 inflate.reset(false);
-                result
+                result.map(|inflated| inflated.out)
             }),
             Self::Dedicated {
                 state,
@@ -225,11 +225,12 @@ impl Inflater {
             } => {
                 let inflate = state.get_or_insert_with(|| Box::new(Inflate::new(false, *window)));
                 let result = inflate_message(inflate, input, limit);
-                if !*takeover || result.is_err() {
+                let ended = result.as_ref().map_or(true, |inflated| inflated.ended);
+                if !*takeover || ended {
                     // Resetting restores the full window, which inflates any sender.
                     inflate.reset(false);
                 }
-                result
+                result.map(|inflated| inflated.out)
             }
         }
     }
@@ -239,24 +240,34 @@ fn inflate_message(
     inflate: &mut Inflate,
     input: &[u8],
     limit: usize,
-) -> Result<Vec<u8>, InflateFailure> {
+) -> Result<Inflated, InflateFailure> {
     let mut out = Vec::new();
     let mut written = 0;
+    let mut ended = false;
     for part in [input, &TAIL[..]] {
-        inflate_part(inflate, part, limit, &mut out, &mut written)?;
+        ended |= inflate_part(inflate, part, limit, &mut out, &mut written)?;
     }
     out.truncate(written);
-    Ok(out)
+    Ok(Inflated { out, ended })
 }
 
-/// Feeds `input` through, growing `out` (never past `limit + 1` bytes).
+/// One inflated message, and whether the sender ended its deflate stream
+/// (a final block, which RFC 7692 §7.2.3.4 allows): the context is then
+/// spent and the next message starts a new stream.
+struct Inflated {
+    out: Vec<u8>,
+    ended: bool,
+}
+
+/// Feeds `input` through, growing `out` (never past `limit + 1` bytes);
+/// returns whether the deflate stream ended.
 fn inflate_part(
     inflate: &mut Inflate,
     input: &[u8],
     limit: usize,
     out: &mut Vec<u8>,
     written: &mut usize,
-) -> Result<(), InflateFailure> {
+) -> Result<bool, InflateFailure> {
     let mut read = 0;
     loop {
         if *written == out.len() {
@@ -280,9 +291,11 @@ fn inflate_part(
         if *written > limit {
             return Err(InflateFailure::TooBig);
         }
-        let done = read == input.len() && *written < out.len();
-        if done || status == Status::StreamEnd {
-            return Ok(());
+        if status == Status::StreamEnd {
+            return Ok(true);
+        }
+        if read == input.len() && *written < out.len() {
+            return Ok(false);
         }
         if took == 0 && gave == 0 && *written < out.len() {
             // No progress with room to spare: the data is broken.
@@ -523,10 +536,9 @@ mod tests {
                 }
             }
 
-            /// The same with a kept context: after a final block, every later
-            /// message inflates to nothing (see `issue_6_final_block_*`).
+            /// The same with a kept context: a final block spends the
+            /// context, and the next message starts a fresh stream.
             #[test]
-            #[ignore = "issue 6: a final block leaves a dedicated inflater with context at stream end"]
             fn final_block_round_trip_with_context(window in 9u8..=15, messages in conversation()) {
                 let mut inflater = Inflater::new(true, window, true);
                 for message in &messages {
@@ -585,7 +597,7 @@ mod tests {
     const FINAL_HELLO: [u8; 8] = [0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00];
 
     #[test]
-    fn issue_6_final_block_without_context() {
+    fn final_block_without_context_inflates_every_message() {
         for dedicated in [false, true] {
             let mut inflater = Inflater::new(dedicated, 15, false);
             for _ in 0..3 {
@@ -595,15 +607,12 @@ mod tests {
     }
 
     /// Found by `final_block_round_trip_with_context`: a dedicated inflater
-    /// that keeps its context is not reset after a final block, stays at
-    /// stream end, and inflates every later message to nothing: the handler
-    /// receives empty messages instead of an error or the data.
+    /// that keeps its context used to stay at stream end after a final
+    /// block and inflate every later message to nothing.
     #[test]
-    #[ignore = "issue 6: a final block leaves a dedicated inflater with context at stream end"]
-    fn issue_6_final_block_with_context() {
+    fn final_block_with_context_starts_a_fresh_stream() {
         let mut inflater = Inflater::new(true, 15, true);
         assert_eq!(inflater.inflate(&FINAL_HELLO, 1024).unwrap(), b"Hello");
-        // Today: Ok([]).
         assert_eq!(inflater.inflate(&FINAL_HELLO, 1024).unwrap(), b"Hello");
     }
 }
