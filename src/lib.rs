@@ -50,10 +50,14 @@
 #![deny(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![doc(test(attr(deny(warnings))))]
 
+mod clock;
 mod config;
 mod deflate;
 mod driver;
 mod error;
+#[cfg(feature = "__fuzz")]
+#[doc(hidden)]
+pub mod fuzz;
 mod handler;
 mod hub;
 mod layer;
@@ -72,7 +76,7 @@ pub use layer::{ResponseFuture, WebSocketLayer, WebSocketService};
 pub use protocol::handshake::HandshakeError;
 pub use protocol::{Message, ProtocolError, close_code};
 #[cfg(feature = "axum")]
-pub use serve::{Server, serve};
+pub use serve::{Serve, WithGracefulShutdown, serve};
 pub use socket::{ReadyState, SendStatus, WebSocket};
 pub use upgrade::{Upgrade, UpgradeRejection};
 

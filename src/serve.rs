@@ -1,33 +1,43 @@
-//! [`serve`]: `axum::serve` set up the way WebSockets need it.
+//! [`serve`]: an HTTP/1.1 server for an axum `Router`, set up the way a
+//! WebSocket server needs it.
 
+use std::convert::Infallible;
+use std::future::{Future, IntoFuture};
+use std::io;
 use std::net::SocketAddr;
+use std::pin::{Pin, pin};
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
-use axum::extract::connect_info::IntoMakeServiceWithConnectInfo;
-use axum::middleware::AddExtension;
-use axum::serve::{ListenerExt as _, Serve, TapIo};
+use http::Request;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tower_service::Service;
 
-/// What [`serve`] returns: axum's `Serve`, to `.await` or to give
-/// `.with_graceful_shutdown(..)`.
-pub type Server = Serve<
-    TapIo<TcpListener, fn(&mut TcpStream)>,
-    IntoMakeServiceWithConnectInfo<Router, SocketAddr>,
-    AddExtension<Router, ConnectInfo<SocketAddr>>,
->;
+/// hyper refuses a smaller read buffer.
+const MIN_HEADER_BUFFER: usize = 8 * 1024;
 
-/// Serves `app` like `axum::serve`, with two settings WebSocket servers want:
+/// Serves `app` on `listener` over HTTP/1.1, with what WebSocket servers need:
 ///
 /// - **`TCP_NODELAY`** on every connection. wshub batches its writes itself;
 ///   with Nagle's algorithm on, a small frame written while an earlier one is
-///   unacknowledged waits for the peer's delayed ACK (up to 40 ms on Linux),
-///   which caps a chat room at a few hundred batches per second.
+///   unacknowledged waits for the peer's delayed ACK (up to 40 ms on Linux).
+/// - **Bounded request heads**: a client that sends its request line and
+///   headers too slowly ([`header_read_timeout`](Serve::header_read_timeout),
+///   10 s) or too large ([`max_header_size`](Serve::max_header_size), 64 KiB)
+///   is cut off before it reaches any route.
 /// - **The peer's address** for [`WebSocket::remote_addr`](crate::WebSocket::remote_addr)
-///   (axum's `ConnectInfo<SocketAddr>`, also usable by the routes).
+///   and for routes (axum's `ConnectInfo<SocketAddr>`).
+/// - **Graceful shutdown** with [`Serve::with_graceful_shutdown`]; pair it
+///   with [`Hub::shutdown`](crate::Hub::shutdown) to close the WebSockets too.
 ///
-/// With `axum::serve` itself, get the same with
-/// `axum::serve(listener.tap_io(|tcp| { let _ = tcp.set_nodelay(true); }), app.into_make_service_with_connect_info::<SocketAddr>())`.
+/// Upgraded connections keep the bare TCP stream, without hyper's wrapper.
 ///
 /// ```no_run
 /// use axum::{Router, routing::get};
@@ -44,16 +54,190 @@ pub type Server = Serve<
 /// wshub::serve(listener, app).await
 /// # }
 /// ```
-pub fn serve(listener: TcpListener, app: Router) -> Server {
-    let listener = listener.tap_io(set_nodelay as fn(&mut TcpStream));
-    axum::serve(
+pub fn serve(listener: TcpListener, app: Router) -> Serve {
+    Serve {
         listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
+        app,
+        limits: Limits {
+            header_read_timeout: Duration::from_secs(10),
+            max_header_size: 64 * 1024,
+        },
+    }
 }
 
-fn set_nodelay(tcp: &mut TcpStream) {
+/// A server to `.await`; see [`serve`].
+#[must_use = "a server does nothing until awaited"]
+#[derive(Debug)]
+pub struct Serve {
+    listener: TcpListener,
+    app: Router,
+    limits: Limits,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    header_read_timeout: Duration,
+    max_header_size: usize,
+}
+
+impl Serve {
+    /// How long a client may take to send a request's line and headers
+    /// (10 s by default); slower clients are disconnected.
+    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.limits.header_read_timeout = timeout;
+        self
+    }
+
+    /// The largest request head accepted, in bytes (64 KiB by default, at
+    /// least 8 KiB); larger ones get `431` and the connection closes.
+    pub fn max_header_size(mut self, bytes: usize) -> Self {
+        self.limits.max_header_size = bytes.max(MIN_HEADER_BUFFER);
+        self
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Stops accepting when `signal` resolves, lets every HTTP request in
+    /// flight finish, and then resolves.
+    pub fn with_graceful_shutdown<F>(self, signal: F) -> WithGracefulShutdown<F>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        WithGracefulShutdown {
+            serve: self,
+            signal,
+        }
+    }
+
+    async fn run(self, signal: impl Future<Output = ()>) -> io::Result<()> {
+        let Self {
+            listener,
+            app,
+            limits,
+        } = self;
+        // Connections watch `stop`, and hold `done` until they end.
+        let (stop_tx, stop_rx) = watch::channel(());
+        let (done_tx, done_rx) = watch::channel(());
+        let mut signal = pin!(signal);
+        loop {
+            let (tcp, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        accept_failed(error).await;
+                        continue;
+                    }
+                },
+                () = &mut signal => break,
+            };
+            let service = WithPeer {
+                inner: app.clone(),
+                peer,
+            };
+            tokio::spawn(connection(
+                tcp,
+                service,
+                limits,
+                stop_rx.clone(),
+                done_rx.clone(),
+            ));
+        }
+        drop(listener);
+        drop((stop_rx, done_rx));
+        let _ = stop_tx.send(());
+        done_tx.closed().await;
+        Ok(())
+    }
+}
+
+impl IntoFuture for Serve {
+    type Output = io::Result<()>;
+    type IntoFuture = Pin<Box<dyn Future<Output = io::Result<()>> + Send>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.run(std::future::pending()))
+    }
+}
+
+/// A server that shuts down gracefully; see [`Serve::with_graceful_shutdown`].
+#[must_use = "a server does nothing until awaited"]
+#[derive(Debug)]
+pub struct WithGracefulShutdown<F> {
+    serve: Serve,
+    signal: F,
+}
+
+impl<F> IntoFuture for WithGracefulShutdown<F>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    type Output = io::Result<()>;
+    type IntoFuture = Pin<Box<dyn Future<Output = io::Result<()>> + Send>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.serve.run(self.signal))
+    }
+}
+
+/// Serves one TCP connection until it ends, is upgraded, or the server stops.
+async fn connection(
+    tcp: TcpStream,
+    service: WithPeer,
+    limits: Limits,
+    mut stop: watch::Receiver<()>,
+    _done: watch::Receiver<()>,
+) {
     if let Err(error) = tcp.set_nodelay(true) {
         tracing::debug!(%error, "could not set TCP_NODELAY");
+    }
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_size);
+    let conn = builder
+        .serve_connection(TokioIo::new(tcp), TowerToHyperService::new(service))
+        .with_upgrades();
+    let mut conn = pin!(conn);
+    let ended = tokio::select! {
+        ended = conn.as_mut() => ended,
+        _ = stop.changed() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(error) = ended {
+        tracing::trace!(%error, "HTTP connection ended");
+    }
+}
+
+/// Running out of file descriptors must not spin the accept loop.
+async fn accept_failed(error: io::Error) {
+    tracing::warn!(%error, "accept failed");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+}
+
+/// The router, with the peer's address put into every request.
+#[derive(Clone)]
+struct WithPeer {
+    inner: Router,
+    peer: SocketAddr,
+}
+
+impl Service<Request<Incoming>> for WithPeer {
+    type Response = axum::response::Response;
+    type Error = Infallible;
+    type Future = <Router as Service<Request<Incoming>>>::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        <Router as Service<Request<Incoming>>>::poll_ready(&mut self.inner, cx)
+    }
+
+    fn call(&mut self, mut req: Request<Incoming>) -> Self::Future {
+        req.extensions_mut().insert(ConnectInfo(self.peer));
+        self.inner.call(req)
     }
 }

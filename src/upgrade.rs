@@ -35,6 +35,8 @@ pub(crate) struct AcceptedConn {
     pub(crate) protocol: Option<Box<str>>,
     pub(crate) remote_addr: Option<SocketAddr>,
     pub(crate) deflate: Option<Negotiated>,
+    /// The request path, for the connection's tracing span.
+    pub(crate) path: Box<str>,
 }
 
 impl Accepted {
@@ -98,6 +100,7 @@ pub struct Upgrade<T = ()> {
     bad_header: bool,
     remote_addr: Option<SocketAddr>,
     deflate: Option<(Negotiated, HeaderValue)>,
+    path: Box<str>,
     _data: PhantomData<fn(T)>,
 }
 
@@ -115,7 +118,14 @@ impl<T: Send + Sync + 'static> Upgrade<T> {
     /// Checks the handshake of a request that went through the layer.
     pub fn from_request<B>(req: &mut Request<B>) -> Result<Self, UpgradeRejection> {
         let mut extensions = std::mem::take(req.extensions_mut());
-        let result = Self::extract(req.method(), req.version(), req.headers(), &mut extensions);
+        let (method, version) = (req.method(), req.version());
+        let result = Self::extract(
+            method,
+            version,
+            req.uri().path(),
+            req.headers(),
+            &mut extensions,
+        );
         *req.extensions_mut() = extensions;
         result
     }
@@ -125,6 +135,7 @@ impl<T: Send + Sync + 'static> Upgrade<T> {
         Self::extract(
             &parts.method,
             parts.version,
+            parts.uri.path(),
             &parts.headers,
             &mut parts.extensions,
         )
@@ -133,6 +144,7 @@ impl<T: Send + Sync + 'static> Upgrade<T> {
     fn extract(
         method: &Method,
         version: Version,
+        path: &str,
         headers: &HeaderMap,
         extensions: &mut Extensions,
     ) -> Result<Self, UpgradeRejection> {
@@ -165,6 +177,7 @@ impl<T: Send + Sync + 'static> Upgrade<T> {
                 headers.get_all(header::SEC_WEBSOCKET_EXTENSIONS),
                 mark.compression,
             ),
+            path: path.into(),
             _data: PhantomData,
         })
     }
@@ -253,6 +266,7 @@ impl<T: Send + Sync + 'static> Upgrade<T> {
             protocol: self.protocol,
             remote_addr: self.remote_addr,
             deflate,
+            path: self.path,
         };
         response
             .extensions_mut()

@@ -216,7 +216,7 @@ impl Inflater {
                 let inflate = shared.get_or_insert_with(|| Box::new(Inflate::new(false, 15)));
                 let result = inflate_message(inflate, input, limit);
                 inflate.reset(false);
-                result
+                result.map(|inflated| inflated.out)
             }),
             Self::Dedicated {
                 state,
@@ -225,11 +225,12 @@ impl Inflater {
             } => {
                 let inflate = state.get_or_insert_with(|| Box::new(Inflate::new(false, *window)));
                 let result = inflate_message(inflate, input, limit);
-                if !*takeover || result.is_err() {
+                let ended = result.as_ref().map_or(true, |inflated| inflated.ended);
+                if !*takeover || ended {
                     // Resetting restores the full window, which inflates any sender.
                     inflate.reset(false);
                 }
-                result
+                result.map(|inflated| inflated.out)
             }
         }
     }
@@ -239,24 +240,34 @@ fn inflate_message(
     inflate: &mut Inflate,
     input: &[u8],
     limit: usize,
-) -> Result<Vec<u8>, InflateFailure> {
+) -> Result<Inflated, InflateFailure> {
     let mut out = Vec::new();
     let mut written = 0;
+    let mut ended = false;
     for part in [input, &TAIL[..]] {
-        inflate_part(inflate, part, limit, &mut out, &mut written)?;
+        ended |= inflate_part(inflate, part, limit, &mut out, &mut written)?;
     }
     out.truncate(written);
-    Ok(out)
+    Ok(Inflated { out, ended })
 }
 
-/// Feeds `input` through, growing `out` (never past `limit + 1` bytes).
+/// One inflated message, and whether the sender ended its deflate stream
+/// (a final block, which RFC 7692 §7.2.3.4 allows): the context is then
+/// spent and the next message starts a new stream.
+struct Inflated {
+    out: Vec<u8>,
+    ended: bool,
+}
+
+/// Feeds `input` through, growing `out` (never past `limit + 1` bytes);
+/// returns whether the deflate stream ended.
 fn inflate_part(
     inflate: &mut Inflate,
     input: &[u8],
     limit: usize,
     out: &mut Vec<u8>,
     written: &mut usize,
-) -> Result<(), InflateFailure> {
+) -> Result<bool, InflateFailure> {
     let mut read = 0;
     loop {
         if *written == out.len() {
@@ -280,9 +291,11 @@ fn inflate_part(
         if *written > limit {
             return Err(InflateFailure::TooBig);
         }
-        let done = read == input.len() && *written < out.len();
-        if done || status == Status::StreamEnd {
-            return Ok(());
+        if status == Status::StreamEnd {
+            return Ok(true);
+        }
+        if read == input.len() && *written < out.len() {
+            return Ok(false);
         }
         if took == 0 && gave == 0 && *written < out.len() {
             // No progress with room to spare: the data is broken.
@@ -399,5 +412,207 @@ mod tests {
         // And the dedicated inflater recovers for the next message.
         let deflater = Deflater::new(15, 8, true);
         round_trip(&deflater, &mut inflater, b"recovered");
+    }
+
+    mod properties {
+        use proptest::prelude::*;
+        use proptest::sample::Index;
+        // Named, so that it wins over zlib's `Strategy` from the glob below.
+        use proptest::strategy::Strategy;
+
+        use super::*;
+
+        /// Messages: random bytes, runs of a short pattern, and a block
+        /// repeated at distances beyond the small windows.
+        fn message() -> impl Strategy<Value = Vec<u8>> {
+            prop_oneof![
+                prop::collection::vec(any::<u8>(), 0..2048),
+                (prop::collection::vec(any::<u8>(), 1..16), 0usize..40_000)
+                    .prop_map(|(pattern, len)| pattern.iter().cycle().take(len).copied().collect()),
+                (prop::collection::vec(any::<u8>(), 1..3000), 1usize..6)
+                    .prop_map(|(block, times)| block.repeat(times)),
+            ]
+        }
+
+        /// A sequence drawn from a few messages, so that later ones repeat
+        /// earlier ones and a kept context has something to refer to.
+        fn conversation() -> impl Strategy<Value = Vec<Vec<u8>>> {
+            (
+                prop::collection::vec(message(), 1..4),
+                prop::collection::vec(any::<Index>(), 1..6),
+            )
+                .prop_map(|(pool, picks)| picks.iter().map(|i| i.get(&pool).clone()).collect())
+        }
+
+        /// A message compressed as a finished stream (BFINAL set) followed
+        /// by an empty block's first byte, as RFC 7692 §7.2.3.4 lets a
+        /// sender flush.
+        fn compress_final(window: u8, input: &[u8]) -> Vec<u8> {
+            let mut deflate = new_deflate(window, 8);
+            let mut out = vec![0u8; input.len() + input.len() / 8 + 128];
+            let status = deflate
+                .compress(input, &mut out, DeflateFlush::Finish)
+                .unwrap();
+            assert_eq!(status, Status::StreamEnd);
+            out.truncate(usize::try_from(deflate.total_out()).unwrap());
+            out.push(0x00);
+            out
+        }
+
+        /// Valid compressed data with a few bytes overwritten, cut short or
+        /// extended, or anything at all.
+        fn hostile() -> impl Strategy<Value = Vec<u8>> {
+            let damaged = (
+                message(),
+                9u8..=15,
+                prop::collection::vec((any::<Index>(), any::<u8>()), 0..4),
+                any::<Option<Index>>(),
+                prop::collection::vec(any::<u8>(), 0..8),
+            )
+                .prop_map(|(message, window, damage, cut, extra)| {
+                    let mut bytes = compress_shared(window, &message).unwrap().to_vec();
+                    for (at, byte) in damage {
+                        *at.get_mut(&mut bytes) = byte;
+                    }
+                    if let Some(cut) = cut {
+                        bytes.truncate(cut.index(bytes.len() + 1));
+                    }
+                    bytes.extend(extra);
+                    bytes
+                });
+            prop_oneof![prop::collection::vec(any::<u8>(), 0..512), damaged]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+
+            /// Shared compression inflates with the shared inflater and with
+            /// dedicated ones, with or without a kept context.
+            #[test]
+            fn shared_round_trip(window in 9u8..=15, messages in conversation()) {
+                let mut inflaters = [
+                    Inflater::new(false, 15, false),
+                    Inflater::new(true, window, false),
+                    Inflater::new(true, window, true),
+                ];
+                for message in &messages {
+                    let compressed = compress_shared(window, message).unwrap();
+                    for inflater in &mut inflaters {
+                        prop_assert_eq!(&inflater.inflate(&compressed, 1 << 20).unwrap(), message);
+                    }
+                }
+            }
+
+            /// A dedicated compressor, keeping its context or not, inflates
+            /// message after message with the inflater the negotiation gives.
+            #[test]
+            fn dedicated_round_trip(
+                window in 9u8..=15,
+                mem_level in 1u8..=9,
+                takeover in any::<bool>(),
+                messages in conversation(),
+            ) {
+                let deflater = Deflater::new(window, mem_level, takeover);
+                let mut inflater = Inflater::new(true, window, takeover);
+                for message in &messages {
+                    let compressed = deflater.lock().compress(message).unwrap();
+                    prop_assert!(!compressed.ends_with(&TAIL));
+                    prop_assert_eq!(&inflater.inflate(&compressed, 1 << 20).unwrap(), message);
+                }
+            }
+
+            /// A sender that ends each message with a final block is
+            /// understood by every inflater that keeps no context.
+            #[test]
+            fn final_block_round_trip(
+                window in 9u8..=15,
+                dedicated in any::<bool>(),
+                messages in conversation(),
+            ) {
+                let mut inflater = Inflater::new(dedicated, window, false);
+                for message in &messages {
+                    let compressed = compress_final(window, message);
+                    prop_assert_eq!(&inflater.inflate(&compressed, 1 << 20).unwrap(), message);
+                }
+            }
+
+            /// The same with a kept context: a final block spends the
+            /// context, and the next message starts a fresh stream.
+            #[test]
+            fn final_block_round_trip_with_context(window in 9u8..=15, messages in conversation()) {
+                let mut inflater = Inflater::new(true, window, true);
+                for message in &messages {
+                    let compressed = compress_final(window, message);
+                    prop_assert_eq!(&inflater.inflate(&compressed, 1 << 20).unwrap(), message);
+                }
+            }
+
+            /// The limit holds to the byte: a message of exactly the limit
+            /// inflates, one byte more does not.
+            #[test]
+            fn limit_is_exact(message in message(), slack in -3isize..=3) {
+                let limit = message.len().saturating_add_signed(slack);
+                let compressed = compress_shared(15, &message).unwrap();
+                let inflated = Inflater::new(false, 15, false).inflate(&compressed, limit);
+                if message.len() <= limit {
+                    prop_assert_eq!(inflated, Ok(message));
+                } else {
+                    prop_assert_eq!(inflated, Err(InflateFailure::TooBig));
+                }
+            }
+
+            /// Whatever a peer sends, inflating neither panics nor returns
+            /// more than the limit, and after a failure (which resets the
+            /// inflater) a context-free message inflates again.
+            #[test]
+            fn inflate_is_bounded_on_any_input(
+                dedicated in any::<bool>(),
+                window in 9u8..=15,
+                takeover in any::<bool>(),
+                inputs in prop::collection::vec(hostile(), 1..4),
+                limit in 0usize..4096,
+            ) {
+                let mut inflater = Inflater::new(dedicated, window, takeover);
+                let mut failed = false;
+                for input in &inputs {
+                    match inflater.inflate(input, limit) {
+                        Ok(inflated) => {
+                            prop_assert!(inflated.len() <= limit);
+                            failed = false;
+                        }
+                        Err(_) => failed = true,
+                    }
+                }
+                if failed {
+                    let text = b"after a failure";
+                    let fresh = compress_shared(window, text).unwrap();
+                    prop_assert_eq!(inflater.inflate(&fresh, limit.max(64)), Ok(text.to_vec()));
+                }
+            }
+        }
+    }
+
+    /// RFC 7692 §7.2.3.4 lets a sender flush with a final block; its example,
+    /// "Hello" in a block with BFINAL set and an empty block's first byte.
+    const FINAL_HELLO: [u8; 8] = [0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00];
+
+    #[test]
+    fn final_block_without_context_inflates_every_message() {
+        for dedicated in [false, true] {
+            let mut inflater = Inflater::new(dedicated, 15, false);
+            for _ in 0..3 {
+                assert_eq!(inflater.inflate(&FINAL_HELLO, 1024).unwrap(), b"Hello");
+            }
+        }
+    }
+
+    /// Found by `final_block_round_trip_with_context`: a dedicated inflater
+    /// that keeps its context used to stay at stream end after a final
+    /// block and inflate every later message to nothing.
+    #[test]
+    fn final_block_with_context_starts_a_fresh_stream() {
+        let mut inflater = Inflater::new(true, 15, true);
+        assert_eq!(inflater.inflate(&FINAL_HELLO, 1024).unwrap(), b"Hello");
+        assert_eq!(inflater.inflate(&FINAL_HELLO, 1024).unwrap(), b"Hello");
     }
 }

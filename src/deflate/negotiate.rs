@@ -306,4 +306,345 @@ mod tests {
         );
         assert_eq!(n.server_window, 8);
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        const COMPRESSORS: [Compressor; 11] = [
+            Compressor::Disabled,
+            Compressor::Shared,
+            Compressor::Dedicated,
+            Compressor::Dedicated3KB,
+            Compressor::Dedicated4KB,
+            Compressor::Dedicated8KB,
+            Compressor::Dedicated16KB,
+            Compressor::Dedicated32KB,
+            Compressor::Dedicated64KB,
+            Compressor::Dedicated128KB,
+            Compressor::Dedicated256KB,
+        ];
+
+        fn compression() -> impl Strategy<Value = Compression> {
+            (
+                prop::sample::select(COMPRESSORS.to_vec()),
+                prop::sample::select(COMPRESSORS.to_vec()),
+            )
+                .prop_map(|(compress, decompress)| Compression {
+                    compress,
+                    decompress,
+                })
+        }
+
+        /// One parameter of an offer as generated: its name (`None` for an
+        /// unknown one) and its value, if any.
+        #[derive(Debug, Clone)]
+        struct Param {
+            known: Option<&'static str>,
+            value: Option<&'static str>,
+            /// How it is written: name case, quotes, spaces.
+            upper: bool,
+            quoted: bool,
+            spaced: bool,
+        }
+
+        #[derive(Debug, Clone)]
+        struct GeneratedOffer {
+            deflate: bool,
+            params: Vec<Param>,
+        }
+
+        const NAMES: [&str; 4] = [
+            "server_no_context_takeover",
+            "client_no_context_takeover",
+            "server_max_window_bits",
+            "client_max_window_bits",
+        ];
+        const VALUES: [&str; 12] = [
+            "8", "9", "10", "11", "12", "14", "15", "7", "16", "010", "x", "",
+        ];
+
+        fn param() -> impl Strategy<Value = Param> {
+            (
+                prop_oneof![
+                    8 => prop::sample::select(NAMES.to_vec()).prop_map(Some),
+                    1 => Just(None),
+                ],
+                prop::option::weighted(0.6, prop::sample::select(VALUES.to_vec())),
+                any::<bool>(),
+                any::<bool>(),
+                any::<bool>(),
+            )
+                .prop_map(|(known, value, upper, quoted, spaced)| Param {
+                    known,
+                    value,
+                    upper,
+                    quoted,
+                    spaced,
+                })
+        }
+
+        fn generated_offer() -> impl Strategy<Value = GeneratedOffer> {
+            (
+                prop::bool::weighted(0.85),
+                prop::collection::vec(param(), 0..4),
+            )
+                .prop_map(|(deflate, params)| GeneratedOffer { deflate, params })
+        }
+
+        impl GeneratedOffer {
+            fn render(&self) -> String {
+                let mut out = String::from(if self.deflate {
+                    "permessage-deflate"
+                } else {
+                    "x-webkit-deflate-frame"
+                });
+                for p in &self.params {
+                    out.push_str(if p.spaced { " ;  " } else { ";" });
+                    let name = p.known.unwrap_or("unknown_param");
+                    if p.upper {
+                        out.push_str(&name.to_ascii_uppercase());
+                    } else {
+                        out.push_str(name);
+                    }
+                    if let Some(value) = p.value {
+                        out.push_str(if p.spaced { " = " } else { "=" });
+                        if p.quoted {
+                            out.push_str(&format!("\"{value}\""));
+                        } else {
+                            out.push_str(value);
+                        }
+                    }
+                }
+                out
+            }
+
+            /// The offer as RFC 7692 reads it, or `None` if it is malformed.
+            fn model(&self) -> Option<Offer> {
+                if !self.deflate {
+                    return None;
+                }
+                let bits = |value: &str| -> Option<u8> {
+                    let ok = !value.is_empty()
+                        && !value.starts_with('0')
+                        && value.bytes().all(|b| b.is_ascii_digit());
+                    ok.then(|| value.parse().ok())
+                        .flatten()
+                        .filter(|b| (8..=15).contains(b))
+                };
+                let mut offer = Offer::default();
+                for p in &self.params {
+                    match (p.known?, p.value) {
+                        ("server_no_context_takeover", None)
+                            if !offer.server_no_context_takeover =>
+                        {
+                            offer.server_no_context_takeover = true;
+                        }
+                        ("client_no_context_takeover", None)
+                            if !offer.client_no_context_takeover =>
+                        {
+                            offer.client_no_context_takeover = true;
+                        }
+                        ("server_max_window_bits", Some(v))
+                            if offer.server_max_window_bits.is_none() =>
+                        {
+                            offer.server_max_window_bits = Some(bits(v)?);
+                        }
+                        ("client_max_window_bits", v) if offer.client_max_window_bits.is_none() => {
+                            offer.client_max_window_bits = Some(match v {
+                                Some(v) => Some(bits(v)?),
+                                None => None,
+                            });
+                        }
+                        _ => return None,
+                    }
+                }
+                Some(offer)
+            }
+        }
+
+        /// The parameters of an answer, each checked against RFC 7692 §7.1:
+        /// only the four it defines, each once, window sizes 8 to 15.
+        #[derive(Debug, Default)]
+        struct Answer {
+            server_no_context_takeover: bool,
+            client_no_context_takeover: bool,
+            server_max_window_bits: Option<u8>,
+            client_max_window_bits: Option<u8>,
+        }
+
+        fn parse_answer(answer: &str) -> Result<Answer, TestCaseError> {
+            let mut parts = answer.split("; ");
+            prop_assert_eq!(parts.next(), Some("permessage-deflate"));
+            let mut parsed = Answer::default();
+            for part in parts {
+                let bits = |value: &str| -> Result<u8, TestCaseError> {
+                    let bits: u8 = value
+                        .parse()
+                        .map_err(|_| TestCaseError::fail(format!("bits {value:?}")))?;
+                    prop_assert!((8..=15).contains(&bits), "{} in {:?}", bits, answer);
+                    Ok(bits)
+                };
+                match part.split_once('=') {
+                    None if part == "server_no_context_takeover"
+                        && !parsed.server_no_context_takeover =>
+                    {
+                        parsed.server_no_context_takeover = true;
+                    }
+                    None if part == "client_no_context_takeover"
+                        && !parsed.client_no_context_takeover =>
+                    {
+                        parsed.client_no_context_takeover = true;
+                    }
+                    Some(("server_max_window_bits", value))
+                        if parsed.server_max_window_bits.is_none() =>
+                    {
+                        parsed.server_max_window_bits = Some(bits(value)?);
+                    }
+                    Some(("client_max_window_bits", value))
+                        if parsed.client_max_window_bits.is_none() =>
+                    {
+                        parsed.client_max_window_bits = Some(bits(value)?);
+                    }
+                    _ => prop_assert!(false, "{:?} in {:?}", part, answer),
+                }
+            }
+            Ok(parsed)
+        }
+
+        /// What the answer promises is what the socket runs with, and what
+        /// the configured compressors can do.
+        fn check_answer(
+            negotiated: &Negotiated,
+            answer: &str,
+            config: Compression,
+        ) -> Result<Answer, TestCaseError> {
+            let parsed = parse_answer(answer)?;
+            prop_assert_eq!(
+                negotiated.server_window,
+                parsed.server_max_window_bits.unwrap_or(15)
+            );
+            prop_assert_eq!(
+                negotiated.server_takeover,
+                !parsed.server_no_context_takeover
+            );
+            prop_assert_eq!(
+                negotiated.client_window,
+                parsed.client_max_window_bits.unwrap_or(15)
+            );
+            prop_assert_eq!(
+                negotiated.client_takeover,
+                !parsed.client_no_context_takeover
+            );
+            // A context is kept only by a compressor of the socket's own.
+            prop_assert!(!negotiated.server_takeover || config.compress.is_dedicated());
+            prop_assert!(!negotiated.client_takeover || config.decompress.is_dedicated());
+            // zlib writes raw deflate with 9 bits at least.
+            if config.compress != Compressor::Disabled {
+                prop_assert!(negotiated.server_window >= 9, "{:?}", answer);
+            }
+            Ok(parsed)
+        }
+
+        fn header_values(offers: &[Vec<GeneratedOffer>]) -> Vec<HeaderValue> {
+            offers
+                .iter()
+                .map(|line| {
+                    let line: Vec<String> = line.iter().map(GeneratedOffer::render).collect();
+                    HeaderValue::from_str(&line.join(", ")).unwrap()
+                })
+                .collect()
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// The first offer that is well formed and that the configured
+            /// compressor can honour is accepted, as RFC 7692 §7.1 asks.
+            #[test]
+            fn answers_follow_the_first_acceptable_offer(
+                offers in prop::collection::vec(prop::collection::vec(generated_offer(), 1..4), 1..3),
+                config in compression(),
+            ) {
+                let values = header_values(&offers);
+                let result = negotiate(&values, config);
+                let (our_server_window, _) = config.compress.zlib_params();
+                let chosen = offers.iter().flatten().filter_map(GeneratedOffer::model).find(|offer| {
+                    let window = offer.server_max_window_bits.map_or(our_server_window, |b| b.min(our_server_window));
+                    config.compress == Compressor::Disabled || window >= 9
+                });
+                let Some((negotiated, answer)) = result else {
+                    prop_assert!(chosen.is_none() || !config.is_enabled(), "{:?} declined", chosen);
+                    return Ok(());
+                };
+                prop_assert!(config.is_enabled());
+                let Some(offer) = chosen else {
+                    return Err(TestCaseError::fail(format!("accepted nothing acceptable: {answer:?}")));
+                };
+                let answer = answer.to_str().unwrap();
+                let parsed = check_answer(&negotiated, answer, config)?;
+                // §7.1.1.1: a server accepting server_no_context_takeover repeats it.
+                prop_assert!(!offer.server_no_context_takeover || parsed.server_no_context_takeover);
+                // §7.1.2.1: server_max_window_bits is answered, with the same or less.
+                if let Some(offered) = offer.server_max_window_bits {
+                    prop_assert!(parsed.server_max_window_bits.is_some_and(|b| b <= offered), "{:?}", answer);
+                }
+                // §7.1.2.2: client_max_window_bits only when offered, never more.
+                match offer.client_max_window_bits {
+                    None => prop_assert!(parsed.client_max_window_bits.is_none(), "{:?}", answer),
+                    Some(offered) => {
+                        let offered = offered.unwrap_or(15);
+                        prop_assert!(parsed.client_max_window_bits.is_none_or(|b| b <= offered));
+                    }
+                }
+            }
+        }
+
+        /// Pieces of the grammar, glued in any order.
+        const SOUP: [&str; 14] = [
+            "permessage-deflate",
+            "server_no_context_takeover",
+            "client_no_context_takeover",
+            "server_max_window_bits",
+            "client_max_window_bits",
+            "=",
+            ";",
+            ",",
+            "\"",
+            " ",
+            "\t",
+            "15",
+            "8",
+            "x-webkit-deflate-frame",
+        ];
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Any header text: no panic, and an answer that names only what
+            /// RFC 7692 defines and matches what the socket runs with.
+            #[test]
+            fn any_header_gives_a_valid_answer_or_none(
+                values in prop::collection::vec(
+                    prop_oneof![
+                        prop::collection::vec(prop::sample::select(SOUP.to_vec()), 0..12)
+                            .prop_map(|tokens| tokens.concat().into_bytes()),
+                        prop::collection::vec(any::<u8>(), 0..64),
+                    ],
+                    0..3,
+                ),
+                config in compression(),
+            ) {
+                let values: Vec<HeaderValue> = values
+                    .iter()
+                    .filter_map(|v| HeaderValue::from_bytes(v).ok())
+                    .collect();
+                if let Some((negotiated, answer)) = negotiate(&values, config) {
+                    prop_assert!(config.is_enabled());
+                    check_answer(&negotiated, answer.to_str().unwrap(), config)?;
+                }
+            }
+        }
+    }
 }

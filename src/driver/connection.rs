@@ -18,6 +18,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
 use super::transport::Transport;
+use crate::clock;
 use crate::deflate::Inflater;
 use crate::protocol::frame::OpCode;
 use crate::protocol::{Decoder, Frame, Role, close_code};
@@ -86,12 +87,12 @@ pub(super) struct Connection {
     /// Entries taken from the outbox, front partly written.
     writing: VecDeque<Entry>,
     state: State,
-    /// The idle check, or the close deadline once closing.
+    /// The close deadline once closing (idle sockets are checked by the
+    /// hub's sweeper, so an open socket holds no timer).
     timer: Option<Pin<Box<Sleep>>>,
-    last_read: Instant,
-    ping_sent: bool,
     /// A flush was put off once already in this round (see `defer_flush`).
     deferred: bool,
+    opened: u32,
     write_error: Option<io::Error>,
 }
 
@@ -106,11 +107,6 @@ impl Connection {
         if let Some(inflater) = inflater {
             decoder = decoder.with_inflater(inflater);
         }
-        let now = Instant::now();
-        let timer = config.idle_timeout.map(|idle| {
-            let first = if config.send_pings { idle / 2 } else { idle };
-            Box::pin(tokio::time::sleep_until(now + first))
-        });
         Self {
             io,
             decoder,
@@ -118,10 +114,9 @@ impl Connection {
             read_buf: BytesMut::from(&prefix[..]),
             writing: VecDeque::new(),
             state: State::Open,
-            timer,
-            last_read: now,
-            ping_sent: false,
+            timer: None,
             deferred: false,
+            opened: clock::now(),
             write_error: None,
         }
     }
@@ -139,6 +134,11 @@ impl Connection {
             core,
             fut: AssertUnwindSafe(fut).catch_unwind(),
         }
+    }
+
+    /// How long the connection has been open.
+    pub(super) fn age(&self) -> Duration {
+        clock::since(self.opened)
     }
 
     pub(super) fn close_timeout(&self) -> Duration {
@@ -202,8 +202,7 @@ impl Connection {
                     return Poll::Ready(Event::End(Box::new(self.peer_gone(core, None))));
                 }
                 Poll::Ready(Ok(_)) => {
-                    self.last_read = Instant::now();
-                    self.ping_sent = false;
+                    core.touch();
                 }
                 Poll::Ready(Err(error)) => {
                     return Poll::Ready(Event::End(Box::new(self.peer_gone(core, Some(error)))));
@@ -219,6 +218,16 @@ impl Connection {
             return None;
         }
         let outbox = core.lock();
+        if outbox.idle_expired && matches!(self.state, State::Open) {
+            drop(outbox);
+            core.begin_close(close_code::AWAY, "idle timeout");
+            return Some(End {
+                code: close_code::AWAY,
+                reason: "idle timeout".to_owned(),
+                error: None,
+                then: Then::Linger,
+            });
+        }
         if outbox.terminated {
             return Some(End {
                 code: close_code::ABNORMAL,
@@ -280,40 +289,13 @@ impl Connection {
         }
     }
 
-    /// Idle pings and timeouts, and the close deadline.
+    /// The close deadline, after our close frame.
     fn poll_timer(&mut self, cx: &mut Context<'_>, core: &Core) -> Option<End> {
-        loop {
-            let timer = self.timer.as_mut()?;
-            if timer.as_mut().poll(cx).is_pending() {
-                return None;
-            }
-            if let State::ClosedByUs = self.state {
-                return Some(our_close(core, None, Then::Linger));
-            }
-            // The timer is re-armed lazily: reads only record the time.
-            let idle = self.config.idle_timeout?;
-            let silent = self.last_read.elapsed();
-            if silent >= idle {
-                core.begin_close(close_code::AWAY, "idle timeout");
-                return Some(End {
-                    code: close_code::AWAY,
-                    reason: "idle timeout".to_owned(),
-                    error: None,
-                    then: Then::Linger,
-                });
-            }
-            let send_pings = self.config.send_pings;
-            if send_pings && !self.ping_sent && silent >= idle / 2 {
-                core.send_control(OpCode::Ping, b"");
-                self.ping_sent = true;
-            }
-            let wait = if send_pings && !self.ping_sent {
-                idle / 2
-            } else {
-                idle
-            };
-            timer.as_mut().reset(self.last_read + wait);
+        let timer = self.timer.as_mut()?;
+        if timer.as_mut().poll(cx).is_pending() {
+            return None;
         }
+        Some(our_close(core, None, Then::Linger))
     }
 
     /// Puts off writing new frames until the tasks already woken have run:

@@ -19,6 +19,7 @@ use tracing::Instrument as _;
 use self::connection::{Connection, End, Event, Then};
 use self::transport::{Transport, Unwrapped};
 use crate::deflate::{Inflater, Outgoing};
+use crate::protocol::close_code;
 use crate::socket::{Core, Settings};
 use crate::upgrade::AcceptedConn;
 use crate::{Config, Handler, Hub, WebSocket};
@@ -36,6 +37,7 @@ pub(crate) fn spawn<H: Handler>(
         protocol,
         remote_addr,
         deflate,
+        path,
         ..
     } = conn;
     let Ok(data) = data.downcast::<H::Data>() else {
@@ -63,6 +65,8 @@ pub(crate) fn spawn<H: Handler>(
             backpressure_limit: config.backpressure_limit,
             close_on_backpressure_limit: config.close_on_backpressure_limit,
             publish_to_self: config.publish_to_self,
+            idle_timeout: config.idle_timeout,
+            send_pings: config.send_pings,
         };
         let compression = config.compression;
         let outgoing = deflate.and_then(|agreed| Outgoing::new(compression.compress, &agreed));
@@ -72,9 +76,16 @@ pub(crate) fn spawn<H: Handler>(
         });
         let core = Core::new(hub, settings, remote_addr.or(peer), protocol, outgoing);
         let ws = WebSocket::new(core, *data);
-        let span = tracing::debug_span!("websocket", id = ws.id(), remote = ?ws.remote_addr());
         let conn = Connection::new(transport, prefix, config, inflater);
-        tokio::spawn(run(handler, conn, ws).instrument(span));
+        // The span costs every task 40 bytes and a little per poll: only
+        // when someone listens.
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            let remote = ws.remote_addr();
+            let span = tracing::debug_span!("websocket", id = ws.id(), ?remote, %path);
+            tokio::spawn(run(handler, conn, ws).instrument(span));
+        } else {
+            tokio::spawn(run(handler, conn, ws));
+        }
     });
 }
 
@@ -107,7 +118,9 @@ fn live<'a, H: Handler>(
 ) -> impl Future<Output = ()> + Send + 'a {
     async move {
         let core = ws.core();
-        core.hub.opened();
+        if !core.hub.opened(ws.subscriber()) {
+            core.begin_close(close_code::AWAY, "server shutting down");
+        }
         tracing::debug!("open");
         let end = if let Err(error) = conn.drive(core, Box::pin(handler.open(ws))).await {
             conn.fail(core, error)
@@ -141,8 +154,8 @@ async fn close<H: Handler>(handler: &H, conn: &mut Connection, ws: &WebSocket<H:
     conn.finish_writes(core, end.then, deadline).await;
     core.shut();
     core.leave_hub();
-    core.hub.closed();
-    tracing::debug!(code = end.code, reason = %end.reason, "close");
+    let duration_ms = conn.age().as_millis() as u64;
+    tracing::debug!(code = end.code, reason = %end.reason, duration_ms, "close");
     if let Some(error) = end.error {
         tracing::debug!(%error, "connection failed");
         if conn.drive(core, handler.error(ws, error)).await.is_err() {
@@ -156,6 +169,8 @@ async fn close<H: Handler>(handler: &H, conn: &mut Connection, ws: &WebSocket<H:
     {
         tracing::warn!("`Handler::close` panicked");
     }
+    // Counted closed once its handlers ran: `Hub::shutdown` waits for this.
+    core.hub.closed(core.id);
     if end.then == Then::Linger {
         conn.linger(deadline).await;
     }

@@ -15,7 +15,8 @@ use tokio::net::TcpStream;
 
 pub(crate) enum Transport {
     Tcp(TcpStream),
-    Upgraded(TokioIo<Upgraded>),
+    /// Boxed: the rarer case, and the larger type.
+    Upgraded(Box<TokioIo<Upgraded>>),
 }
 
 /// A transport, the bytes hyper read past the request, and the peer's
@@ -42,7 +43,7 @@ impl Transport {
                 }
             }
             Err(upgraded) => Unwrapped {
-                transport: Self::Upgraded(TokioIo::new(upgraded)),
+                transport: Self::Upgraded(Box::new(TokioIo::new(upgraded))),
                 prefix: Bytes::new(),
                 peer: None,
             },
@@ -58,7 +59,7 @@ impl AsyncRead for Transport {
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Self::Tcp(tcp) => Pin::new(tcp).poll_read(cx, buf),
-            Self::Upgraded(io) => Pin::new(io).poll_read(cx, buf),
+            Self::Upgraded(io) => Pin::new(&mut **io).poll_read(cx, buf),
         }
     }
 }
@@ -71,7 +72,7 @@ impl AsyncWrite for Transport {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Self::Tcp(tcp) => Pin::new(tcp).poll_write(cx, buf),
-            Self::Upgraded(io) => Pin::new(io).poll_write(cx, buf),
+            Self::Upgraded(io) => Pin::new(&mut **io).poll_write(cx, buf),
         }
     }
 
@@ -82,7 +83,7 @@ impl AsyncWrite for Transport {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Self::Tcp(tcp) => Pin::new(tcp).poll_write_vectored(cx, bufs),
-            Self::Upgraded(io) => Pin::new(io).poll_write_vectored(cx, bufs),
+            Self::Upgraded(io) => Pin::new(&mut **io).poll_write_vectored(cx, bufs),
         }
     }
 
@@ -96,14 +97,14 @@ impl AsyncWrite for Transport {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Self::Tcp(tcp) => Pin::new(tcp).poll_flush(cx),
-            Self::Upgraded(io) => Pin::new(io).poll_flush(cx),
+            Self::Upgraded(io) => Pin::new(&mut **io).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Self::Tcp(tcp) => Pin::new(tcp).poll_shutdown(cx),
-            Self::Upgraded(io) => Pin::new(io).poll_shutdown(cx),
+            Self::Upgraded(io) => Pin::new(&mut **io).poll_shutdown(cx),
         }
     }
 }

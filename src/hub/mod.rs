@@ -8,13 +8,17 @@ mod batch;
 mod topic;
 
 use foldhash::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, Weak};
+use std::time::Duration;
+
+use tokio::sync::Notify;
 
 pub(crate) use self::batch::Batch;
 pub(crate) use self::topic::{Subscriber, Topic};
-use crate::Message;
+use crate::protocol::close_code;
 use crate::protocol::frame::OpCode;
+use crate::{Message, clock};
 
 /// Topics and subscribers shared by the sockets of one layer.
 ///
@@ -53,7 +57,15 @@ impl std::fmt::Debug for Hub {
 #[derive(Default)]
 pub(crate) struct HubInner {
     topics: RwLock<HashMap<Arc<str>, Arc<Topic>>>,
+    /// Every open socket, for shutdown.
+    sockets: Mutex<HashMap<u64, Arc<dyn Subscriber>>>,
     connections: AtomicUsize,
+    /// Set by [`Hub::shutdown`]: sockets opening now are closed at once.
+    closing: AtomicBool,
+    /// The idle sweeper runs (started with the first socket).
+    sweeping: AtomicBool,
+    /// Woken when the last socket closes.
+    empty: Notify,
 }
 
 impl Hub {
@@ -93,6 +105,50 @@ impl Hub {
     /// How many sockets of this hub are open.
     pub fn connections(&self) -> usize {
         self.inner.connections.load(Ordering::Acquire)
+    }
+
+    /// Closes every socket with 1001 ("going away") after what is already
+    /// queued to it, and resolves once all have closed (their `close`
+    /// handlers have run) or `grace` has passed, after which the rest are
+    /// dropped. Sockets that open afterwards are closed at once.
+    ///
+    /// Pairs with `axum::serve(..).with_graceful_shutdown(..)`, which stops
+    /// accepting but does not wait for upgraded connections:
+    ///
+    /// ```no_run
+    /// # #[allow(dead_code)]
+    /// # async fn demo(listener: tokio::net::TcpListener, app: axum::Router, hub: wshub::Hub) {
+    /// use std::time::Duration;
+    ///
+    /// wshub::serve(listener, app)
+    ///     .with_graceful_shutdown(async move {
+    ///         tokio::signal::ctrl_c().await.ok();
+    ///         hub.shutdown(Duration::from_secs(5)).await;
+    ///     })
+    ///     .await
+    ///     .ok();
+    /// # }
+    /// ```
+    pub async fn shutdown(&self, grace: Duration) {
+        let inner = &self.inner;
+        inner.closing.store(true, Ordering::Release);
+        let deadline = tokio::time::Instant::now() + grace;
+        for socket in inner.open_sockets() {
+            socket
+                .core()
+                .begin_close(close_code::AWAY, "server shutting down");
+        }
+        if tokio::time::timeout_at(deadline, inner.all_closed())
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        for socket in inner.open_sockets() {
+            socket.core().terminate();
+        }
+        // Terminated sockets end at their next poll; bounded all the same.
+        let _ = tokio::time::timeout(Duration::from_secs(1), inner.all_closed()).await;
     }
 
     /// The topics with at least one subscriber.
@@ -172,12 +228,74 @@ impl HubInner {
         }
     }
 
-    pub(crate) fn opened(&self) {
+    /// Registers an open socket; false if the hub is shutting down.
+    pub(crate) fn opened(self: &Arc<Self>, socket: Arc<dyn Subscriber>) -> bool {
+        if !self.sweeping.swap(true, Ordering::AcqRel) {
+            tokio::spawn(sweep(Arc::downgrade(self)));
+        }
+        let id = socket.core().id;
+        self.lock_sockets().insert(id, socket);
         self.connections.fetch_add(1, Ordering::AcqRel);
+        !self.closing.load(Ordering::Acquire)
     }
 
-    pub(crate) fn closed(&self) {
-        self.connections.fetch_sub(1, Ordering::AcqRel);
+    pub(crate) fn closed(&self, id: u64) {
+        self.lock_sockets().remove(&id);
+        if self.connections.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.empty.notify_waiters();
+        }
+    }
+
+    fn lock_sockets(&self) -> MutexGuard<'_, HashMap<u64, Arc<dyn Subscriber>>> {
+        self.sockets.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn open_sockets(&self) -> Vec<Arc<dyn Subscriber>> {
+        self.lock_sockets().values().cloned().collect()
+    }
+
+    /// Looks at every socket's idle time once; returns when to look again.
+    fn sweep_once(&self) -> Duration {
+        let now = clock::now();
+        let mut every = SWEEP_MAX;
+        for socket in self.lock_sockets().values() {
+            let core = socket.core();
+            core.sweep(now);
+            if let Some(wanted) = core.sweep_every() {
+                every = every.min(wanted);
+            }
+        }
+        every.max(SWEEP_MIN)
+    }
+
+    /// Resolves once no socket is open.
+    async fn all_closed(&self) {
+        loop {
+            let notified = self.empty.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            if self.connections.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Bounds on how often the sweeper looks at idle times: an eighth of the
+/// shortest idle timeout, within these.
+const SWEEP_MIN: Duration = Duration::from_millis(10);
+const SWEEP_MAX: Duration = Duration::from_secs(1);
+
+/// Pings silent sockets and closes those past their idle timeout, for the
+/// whole hub at once: an open socket then holds no timer of its own (as
+/// uWebSockets sweeps its timeouts). Ends with the hub.
+async fn sweep(hub: Weak<HubInner>) {
+    loop {
+        let Some(every) = hub.upgrade().map(|hub| hub.sweep_once()) else {
+            return;
+        };
+        tokio::time::sleep(every).await;
     }
 }
 
@@ -216,6 +334,8 @@ mod tests {
             backpressure_limit: 64 << 20,
             close_on_backpressure_limit: false,
             publish_to_self: false,
+            idle_timeout: None,
+            send_pings: false,
         };
         WebSocket::new(
             Core::new(Arc::clone(hub.inner()), settings, None, None, None),

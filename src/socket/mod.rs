@@ -223,6 +223,11 @@ impl<T: Send + Sync + 'static> WebSocket<T> {
         crate::Hub::from_inner(Arc::clone(&self.core().hub))
     }
 
+    /// This socket as the hub holds it.
+    pub(crate) fn subscriber(&self) -> Arc<dyn Subscriber> {
+        Arc::clone(&self.inner) as Arc<dyn Subscriber>
+    }
+
     /// Publishes to every subscriber of `topic` but this socket (unless
     /// `publish_to_self` is configured), whether or not this socket is
     /// subscribed itself. Returns how many sockets it reached.

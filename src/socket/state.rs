@@ -4,20 +4,21 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::Waker;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 
 use super::ReadyState;
-use crate::SendStatus;
 use crate::deflate::{Outgoing, compress_shared};
 use crate::hub::{Batch, HubInner, Topic};
 use crate::protocol::close::CloseBody;
 use crate::protocol::close_code;
 use crate::protocol::frame::{MAX_CONTROL_PAYLOAD, OpCode};
 use crate::protocol::{encode_frame, encode_header, encode_message_frame};
+use crate::{SendStatus, clock};
 
 /// Payloads up to this size are copied next to their header into one buffer;
 /// larger ones are queued as they are, behind a separate header.
@@ -100,6 +101,13 @@ pub(crate) struct Core {
     drained: AtomicBool,
     limit: usize,
     close_on_limit: bool,
+    /// Idle timeout in milliseconds; 0 for none.
+    idle_ms: u32,
+    send_pings: bool,
+    /// When the driver last read anything ([`clock`] milliseconds).
+    last_read: AtomicU32,
+    /// A ping was sent since then.
+    pinged: AtomicBool,
     outbox: Mutex<Outbox>,
     topics: Mutex<Subscriptions>,
 }
@@ -120,6 +128,8 @@ pub(crate) struct Outbox {
     /// The close frame queued so far, if any: no data may follow it.
     pub(crate) close: Option<Box<(u16, String)>>,
     pub(crate) terminated: bool,
+    /// The hub's sweeper found the socket silent past its idle timeout.
+    pub(crate) idle_expired: bool,
     /// The connection is gone: nothing will be written any more.
     ended: bool,
 }
@@ -153,6 +163,8 @@ pub(crate) struct Settings {
     pub(crate) backpressure_limit: usize,
     pub(crate) close_on_backpressure_limit: bool,
     pub(crate) publish_to_self: bool,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) send_pings: bool,
 }
 
 impl Core {
@@ -178,6 +190,12 @@ impl Core {
             drained: AtomicBool::new(false),
             limit: settings.backpressure_limit,
             close_on_limit: settings.close_on_backpressure_limit,
+            idle_ms: settings.idle_timeout.map_or(0, |idle| {
+                u32::try_from(idle.as_millis()).unwrap_or(u32::MAX).max(1)
+            }),
+            send_pings: settings.send_pings,
+            last_read: AtomicU32::new(clock::now()),
+            pinged: AtomicBool::new(false),
             outbox: Mutex::new(Outbox::default()),
             topics: Mutex::new(Subscriptions::default()),
         }
@@ -442,6 +460,11 @@ impl Core {
         }
         if self.buffered() > self.limit {
             drop(outbox);
+            tracing::trace!(
+                id = self.id,
+                buffered = self.buffered(),
+                "dropped: over the backpressure limit"
+            );
             self.needs_drain.store(true, Ordering::Release);
             if self.close_on_limit {
                 self.begin_close(close_code::POLICY, "backpressure limit");
@@ -487,6 +510,49 @@ impl Core {
         // Whatever the driver still held is gone with it too.
         self.buffered.store(0, Ordering::Release);
         self.set_state(ReadyState::Closed);
+    }
+
+    /// The driver read something: the peer is alive.
+    pub(crate) fn touch(&self) {
+        self.last_read.store(clock::now(), Ordering::Relaxed);
+        self.pinged.store(false, Ordering::Relaxed);
+    }
+
+    /// The sweeper's look at this socket at `now`: a ping halfway through
+    /// the idle timeout (if pings are on), the timeout after it.
+    pub(crate) fn sweep(&self, now: u32) {
+        if self.idle_ms == 0 {
+            return;
+        }
+        let silent = now.wrapping_sub(self.last_read.load(Ordering::Relaxed));
+        if silent >= self.idle_ms {
+            self.expire_idle();
+        } else if self.send_pings
+            && silent >= self.idle_ms / 2
+            && !self.pinged.swap(true, Ordering::Relaxed)
+        {
+            self.send_control(OpCode::Ping, b"");
+        }
+    }
+
+    /// How often this socket's idle timeout wants looking at.
+    pub(crate) fn sweep_every(&self) -> Option<Duration> {
+        (self.idle_ms > 0).then(|| Duration::from_millis(u64::from(self.idle_ms / 8)))
+    }
+
+    fn expire_idle(&self) {
+        let waker = {
+            let mut outbox = self.lock();
+            if !outbox.accepts_data() || outbox.idle_expired {
+                return;
+            }
+            outbox.idle_expired = true;
+            outbox.waker.take()
+        };
+        self.set_state(ReadyState::Closing);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
     }
 
     /// Drops the connection without a close frame.

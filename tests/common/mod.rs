@@ -455,6 +455,12 @@ impl RawWs {
             .unwrap();
     }
 
+    /// Reads and drops whatever the server sent so far, without waiting.
+    pub fn drain_available(&mut self) {
+        let mut buf = [0u8; 16 * 1024];
+        while let Ok(1..) = self.tcp.try_read(&mut buf) {}
+    }
+
     /// Reads more bytes into the buffer; false at the end of the stream.
     async fn fill(&mut self) -> bool {
         match wait("bytes from the server", self.tcp.read_buf(&mut self.buf)).await {

@@ -1,0 +1,185 @@
+//! Slow consumers: a subscriber that stops reading is held to its
+//! backpressure limit (its sends and publishes are dropped, or it is closed),
+//! gets `drain` once it catches up, and never slows the other subscribers.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use common::*;
+use wshub::{Config, Handler, Hub, SendStatus, Upgrade, WebSocket, WebSocketLayer};
+
+const LIMIT: usize = 1 << 20;
+const CHUNK: usize = 16 * 1024;
+
+#[derive(Default)]
+struct Seen {
+    drains: AtomicUsize,
+    closes: std::sync::Mutex<Vec<u16>>,
+    sockets: std::sync::Mutex<Vec<WebSocket>>,
+}
+
+struct Room(Arc<Seen>);
+
+impl Handler for Room {
+    type Data = ();
+
+    async fn open(&self, ws: &WebSocket) {
+        ws.send("ready");
+        ws.subscribe("room");
+        self.0.sockets.lock().unwrap().push(ws.clone());
+    }
+
+    async fn drain(&self, _ws: &WebSocket) {
+        self.0.drains.fetch_add(1, Ordering::SeqCst);
+    }
+
+    async fn close(&self, _ws: &WebSocket, code: u16, _reason: &str) {
+        self.0.closes.lock().unwrap().push(code);
+    }
+}
+
+async fn room(config: Config) -> (std::net::SocketAddr, Hub, Arc<Seen>) {
+    let seen = Arc::new(Seen::default());
+    let layer = WebSocketLayer::new(Room(Arc::clone(&seen))).config(config);
+    let hub = layer.hub();
+    let app = Router::new()
+        .route("/", get(|up: Upgrade| async move { up.accept(()) }))
+        .layer(layer);
+    (serve(app).await, hub, seen)
+}
+
+/// A client that reads everything up to "end", counting the room's
+/// messages; gives the client back.
+fn reader(mut client: Client) -> tokio::task::JoinHandle<(usize, Client)> {
+    tokio::spawn(async move {
+        let mut got = 0;
+        loop {
+            match recv(&mut client).await {
+                Msg::Binary(b) if b.len() == CHUNK => got += 1,
+                Msg::Text(t) if t.as_str() == "end" => return (got, client),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    })
+}
+
+/// Publishes `rounds` chunks, pausing when a reader could fall behind so
+/// that only the socket that never reads goes over its limit.
+async fn publish_rounds(hub: &Hub, rounds: usize) -> Vec<usize> {
+    let payload = vec![0x5au8; CHUNK];
+    let mut reached = Vec::new();
+    for i in 0..rounds {
+        reached.push(hub.publish("room", payload.clone()));
+        if i % 16 == 15 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    reached
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_stops_is_held_to_its_limit_and_others_get_everything() {
+    within(Duration::from_secs(60), async {
+        let (addr, hub, seen) = room(Config::default().backpressure_limit(LIMIT)).await;
+        let mut fast = Vec::new();
+        for _ in 0..2 {
+            let mut client = connect(addr).await;
+            assert!(matches!(recv(&mut client).await, Msg::Text(t) if t.as_str() == "ready"));
+            fast.push(client);
+        }
+        // The slow one completes the handshake and then reads nothing.
+        let mut slow = RawWs::connect(addr).await;
+        assert_eq!(slow.message().await.as_text(), Some("ready"));
+        let readers: Vec<_> = fast.into_iter().map(reader).collect();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let slow_ws = seen.sockets.lock().unwrap()[2].clone();
+
+        // 48 MiB into the room: far past the slow socket's limit and the
+        // kernel's socket buffers.
+        let rounds = 3072;
+        let reached = publish_rounds(&hub, rounds).await;
+        assert_eq!(
+            hub.publish_with("room", "end", false),
+            reached.last().copied().unwrap_or(0)
+        );
+        let mut counts = Vec::new();
+        let mut clients = Vec::new();
+        for r in readers {
+            let (count, client) = r.await.unwrap();
+            counts.push(count);
+            clients.push(client);
+        }
+        assert_eq!(counts, [rounds, rounds], "the readers got every message");
+        // The slow socket was skipped once over its limit, and its queue
+        // stayed bounded (the limit, plus at most one shared batch).
+        assert_eq!(reached[0], 3);
+        assert_eq!(*reached.last().unwrap(), 2, "the slow socket is skipped");
+        assert!(
+            slow_ws.buffered_amount() <= LIMIT + 128 * 1024,
+            "{}",
+            slow_ws.buffered_amount()
+        );
+        assert_eq!(slow_ws.send(vec![0u8; 10]), SendStatus::Dropped);
+
+        // Reading again drains its queue, and `drain` runs once it is empty.
+        assert_eq!(seen.drains.load(Ordering::SeqCst), 0);
+        let mut drained = 0usize;
+        while seen.drains.load(Ordering::SeqCst) == 0 {
+            let frame = tokio::time::timeout(Duration::from_millis(500), slow.frame()).await;
+            match frame {
+                Ok(_) => drained += 1,
+                Err(_) => break,
+            }
+        }
+        eventually_true(|| seen.drains.load(Ordering::SeqCst) == 1).await;
+        assert!(drained > 0);
+        assert!(matches!(slow_ws.send(vec![0u8; 10]), SendStatus::Sent(_)));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_on_backpressure_limit_closes_the_slow_reader_with_1008() {
+    within(Duration::from_secs(60), async {
+        let config = Config::default()
+            .backpressure_limit(LIMIT)
+            .close_on_backpressure_limit(true);
+        let (addr, hub, seen) = room(config).await;
+        let mut fast = connect(addr).await;
+        assert!(matches!(recv(&mut fast).await, Msg::Text(t) if t.as_str() == "ready"));
+        let mut slow = RawWs::connect(addr).await;
+        assert_eq!(slow.message().await.as_text(), Some("ready"));
+        let reader = reader(fast);
+        let rounds = 3072;
+        publish_rounds(&hub, rounds).await;
+        hub.publish_with("room", "end", false);
+        let (count, _client) = reader.await.unwrap();
+        assert_eq!(count, rounds, "the reader got every message");
+        // The slow socket's queue ends with a close frame: read up to it.
+        let code = loop {
+            match tokio::time::timeout(Duration::from_secs(10), slow.frame()).await {
+                Ok(wshub::protocol::Frame::Close(body)) => break body.code,
+                Ok(_) => continue,
+                Err(_) => panic!("no close frame"),
+            }
+        };
+        assert_eq!(code, 1008);
+        eventually_true(|| seen.closes.lock().unwrap().contains(&1008)).await;
+        assert_eq!(hub.subscriber_count("room"), 1);
+    })
+    .await;
+}
+
+async fn eventually_true(mut check: impl FnMut() -> bool) {
+    wait("the condition", async {
+        while !check() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+}

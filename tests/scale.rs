@@ -1,0 +1,192 @@
+//! Many sockets: 10,000 idle connections held at once, and 1,000 clients
+//! chatting with random disconnects and reconnects, after which the hub is
+//! back to empty. (Server memory per connection is measured in release
+//! builds by `cargo bench --bench chat_room -- rss`.)
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::routing::get;
+use common::echo_server::EchoServer;
+use common::*;
+use wshub::{Handler, Hub, Message, Upgrade, WebSocket, WebSocketLayer};
+
+/// Raises this process's soft open-file limit to its hard limit, which must
+/// allow at least `needed` descriptors. (Only the soft limit moves: tests in
+/// this file run in parallel in one process.)
+fn raise_fd_limit(needed: u64) {
+    let limits = std::fs::read_to_string("/proc/self/limits").expect("/proc/self/limits");
+    let hard: u64 = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(4))
+        .and_then(|v| v.parse().ok())
+        .expect("the hard open-file limit");
+    assert!(
+        hard >= needed,
+        "the hard open-file limit is {hard}; this test needs {needed}"
+    );
+    let pid = std::process::id().to_string();
+    let status = std::process::Command::new("prlimit")
+        .args(["--pid", &pid, &format!("--nofile={hard}:{hard}")])
+        .status()
+        .expect("prlimit (util-linux) must be installed");
+    assert!(
+        status.success(),
+        "could not raise the open-file limit to {hard}"
+    );
+}
+
+#[derive(Default)]
+struct Stats {
+    messages: AtomicUsize,
+    errors: AtomicUsize,
+}
+
+struct Chat(Arc<Stats>);
+
+impl Handler for Chat {
+    type Data = ();
+
+    async fn open(&self, ws: &WebSocket) {
+        ws.subscribe("lobby");
+        ws.subscribe(&format!("room-{}", ws.id() % 16));
+    }
+
+    async fn message(&self, ws: &WebSocket, msg: Message) {
+        self.0.messages.fetch_add(1, Ordering::Relaxed);
+        let text = msg.as_text().unwrap_or_default().to_owned();
+        ws.publish(&format!("room-{}", ws.id() % 16), text.clone());
+        if text.ends_with('0') {
+            ws.publish("lobby", text);
+        }
+    }
+
+    async fn error(&self, _ws: &WebSocket, error: wshub::Error) {
+        if !matches!(error, wshub::Error::Io(_)) {
+            self.0.errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+async fn chat_server() -> (std::net::SocketAddr, Hub, Arc<Stats>) {
+    let stats = Arc::new(Stats::default());
+    let layer = WebSocketLayer::new(Chat(Arc::clone(&stats)));
+    let hub = layer.hub();
+    let app = Router::new()
+        .route("/", get(|up: Upgrade| async move { up.accept(()) }))
+        .layer(layer);
+    (serve(app).await, hub, stats)
+}
+
+async fn settle(what: &str, hub: &Hub, check: impl Fn(&Hub) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !check(hub) {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {hub:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// 10,000 idle connections to the echo example (its own process, so that
+/// this one only holds the client ends): every one is served, and the
+/// server's memory per connection is reported (and bounded).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_idle_connections_are_held_and_served() {
+    const N: usize = 10_000;
+    raise_fd_limit(N as u64 + 1_000);
+    within(Duration::from_secs(240), async {
+        let server = EchoServer::start("off").await;
+        let before = server.rss_kib();
+        let mut clients = Vec::with_capacity(N);
+        for _ in 0..N {
+            clients.push(RawWs::connect(server.addr).await);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let held = server.rss_kib().saturating_sub(before) as f64 / N as f64;
+        eprintln!("echo server RSS per idle connection: {held:.2} KiB");
+        assert!(held < 8.0, "{held:.2} KiB per idle connection");
+        // Every connection is alive and served.
+        for client in &mut clients {
+            client.write(&masked(0x81, b"still there?")).await;
+        }
+        for client in &mut clients {
+            assert_eq!(client.message().await.as_text(), Some("still there?"));
+        }
+        drop(clients);
+    })
+    .await;
+}
+
+/// 1,000 clients chat for a while (`WSHUB_SOAK_SECS`, 60 s by default); each
+/// one every so often drops its connection (abruptly or with a close frame)
+/// and connects again. No handler sees a protocol error, and once everyone
+/// has left the hub holds no socket and no topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_clients_chatting_with_random_reconnects_leave_no_trace() {
+    const CLIENTS: usize = 1_000;
+    raise_fd_limit(4 * CLIENTS as u64);
+    let secs = std::env::var("WSHUB_SOAK_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    let run_for = Duration::from_secs(secs);
+    within(run_for + Duration::from_secs(120), async {
+        let (addr, hub, stats) = chat_server().await;
+        let started = Instant::now();
+        let reconnects = Arc::new(AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for c in 0..CLIENTS {
+            let reconnects = Arc::clone(&reconnects);
+            tasks.push(tokio::spawn(async move {
+                // A cheap deterministic "random" per client.
+                let mut state = (c as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                let mut next = move || {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    state
+                };
+                while started.elapsed() < run_for {
+                    let mut client = RawWs::connect(addr).await;
+                    let lifetime = Duration::from_millis(500 + next() % 4_000);
+                    let born = Instant::now();
+                    let mut i = 0u64;
+                    while born.elapsed() < lifetime && started.elapsed() < run_for {
+                        let text = format!("client {c} says {i}");
+                        client.write(&masked(0x81, text.as_bytes())).await;
+                        i += 1;
+                        // Read whatever arrived, without waiting for it.
+                        client.drain_available();
+                        tokio::time::sleep(Duration::from_millis(50 + next() % 200)).await;
+                    }
+                    if next() % 2 == 0 {
+                        client.write(&masked(0x88, &close_body(1000, "bye"))).await;
+                    }
+                    reconnects.fetch_add(1, Ordering::Relaxed);
+                    drop(client);
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        settle("every socket to close", &hub, |h| h.connections() == 0).await;
+        assert!(hub.topics().is_empty(), "{:?}", hub.topics());
+        assert_eq!(hub.subscriber_count("lobby"), 0);
+        assert_eq!(
+            stats.errors.load(Ordering::Relaxed),
+            0,
+            "a handler saw a protocol error"
+        );
+        assert!(stats.messages.load(Ordering::Relaxed) > CLIENTS * secs as usize);
+        assert!(reconnects.load(Ordering::Relaxed) >= CLIENTS);
+    })
+    .await;
+}
