@@ -184,6 +184,46 @@ async fn login(server: &ChatServer, name: &str) -> String {
     cookie.to_owned()
 }
 
+#[tokio::test]
+async fn ctrl_c_closes_every_socket_with_1001_and_exits() {
+    within(TEST_TIMEOUT, async {
+        let mut server = ChatServer::start().await;
+        let mut alice = connect(&server, &login(&server, "alice").await).await;
+        let mut bob = connect(&server, &login(&server, "bob").await).await;
+        // Both are in the room before the server stops.
+        assert_eq!(
+            next_event(&mut bob).await,
+            presence("bob", &["alice", "bob"])
+        );
+
+        server.interrupt();
+        for client in [&mut alice, &mut bob] {
+            let close = loop {
+                match client.next().await {
+                    Some(Ok(Message::Close(frame))) => break frame,
+                    Some(Ok(_)) => {}
+                    other => panic!("expected a close frame, got {other:?}"),
+                }
+            };
+            let frame = close.expect("a close frame with a code");
+            assert_eq!(u16::from(frame.code), 1001, "{frame:?}");
+            // tungstenite sends its answering close as the stream runs on.
+            assert!(
+                client.next().await.is_none(),
+                "the stream ends after the close"
+            );
+        }
+        // The clients answered the close, so the server need not wait out
+        // its grace period.
+        let status = server.exited_within(Duration::from_secs(2)).await;
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "the example exits cleanly after Ctrl-C: {status:?}"
+        );
+    })
+    .await;
+}
+
 /// Opens the chat socket with the login cookie.
 async fn connect(server: &ChatServer, cookie: &str) -> Client {
     let mut request = format!("ws://{}/ws", server.addr)

@@ -10,6 +10,9 @@
 //! port 0 picks a free port. The first line on stdout is the URL; logs
 //! (`RUST_LOG`, default `info` plus tower-http's request traces) go to stderr.
 //!
+//! Ctrl-C stops it gracefully: the listener closes, every socket gets what
+//! was queued to it and then a 1001 close, and the leave announcements run.
+//!
 //! The cookie is a bare name, so anyone can be anyone: a real application
 //! would use a signed or private cookie (axum-extra's `SignedCookieJar`)
 //! and check the `Origin` of the upgrade request.
@@ -17,6 +20,7 @@
 mod room;
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -25,7 +29,7 @@ use axum::{Form, Router};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use tower_http::trace::TraceLayer;
 use tracing_subscriber::EnvFilter;
-use wshub::{Config, Upgrade, WebSocketLayer};
+use wshub::{Config, Hub, Upgrade, WebSocketLayer};
 
 use crate::room::{Chat, User};
 
@@ -48,24 +52,35 @@ async fn main() -> std::io::Result<()> {
         .unwrap_or_else(|| "127.0.0.1:3000".to_owned());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!("chat on http://{}", listener.local_addr()?);
-    // `axum::serve` plus TCP_NODELAY and the peer's address (`ConnectInfo`).
-    wshub::serve(listener, app()).await
+    let (app, hub) = app();
+    // TCP_NODELAY, bounded request heads and the peer's address (`ConnectInfo`).
+    wshub::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("shutting down");
+            hub.shutdown(Duration::from_secs(5)).await;
+        })
+        .await
 }
 
-/// The whole application: pages, login, and the WebSocket route.
-fn app() -> Router {
+/// The whole application: pages, login, and the WebSocket route; and the
+/// hub of its sockets.
+fn app() -> (Router, Hub) {
     // With `publish_to_self`, a message reaches its sender through the room
     // like everyone else's, so every client sees the same order.
     let config = Config::default()
         .publish_to_self(true)
         .max_payload_length(4 << 10);
-    Router::new()
+    let layer = WebSocketLayer::new(Chat::default()).config(config);
+    let hub = layer.hub();
+    let app = Router::new()
         .route("/", get(index))
         .route("/login", post(login))
         .route("/logout", post(logout))
         .route("/ws", get(ws))
-        .layer(WebSocketLayer::new(Chat::default()).config(config))
-        .layer(TraceLayer::new_for_http())
+        .layer(layer)
+        .layer(TraceLayer::new_for_http());
+    (app, hub)
 }
 
 /// The page, with the chat view for a logged-in user and the login form otherwise.

@@ -2,7 +2,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
 
 /// A running `chat` example, killed when dropped.
@@ -56,6 +56,32 @@ impl ChatServer {
             .to_owned();
         server._stdout = Some(stdout);
         server
+    }
+}
+
+impl ChatServer {
+    /// Sends the server SIGINT, as Ctrl-C in its terminal does.
+    pub fn interrupt(&self) {
+        let status = Command::new("kill")
+            .args(["-INT", &self.process.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -INT failed");
+    }
+
+    /// Waits up to `timeout` for the server to exit; its exit status, or
+    /// `None` if it is still running.
+    pub async fn exited_within(&mut self, timeout: std::time::Duration) -> Option<ExitStatus> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.process.try_wait().expect("wait for the example") {
+                return Some(status);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 }
 
