@@ -80,8 +80,8 @@ pub(crate) fn spawn<H: Handler>(
         // The span costs every task 40 bytes and a little per poll: only
         // when someone listens.
         if tracing::enabled!(tracing::Level::DEBUG) {
-            let remote = ws.remote_addr();
-            let span = tracing::debug_span!("websocket", id = ws.id(), ?remote, %path);
+            let remote = ws.remote_addr().map(tracing::field::display);
+            let span = tracing::debug_span!("websocket", id = ws.id(), remote, %path);
             tokio::spawn(run(handler, conn, ws).instrument(span));
         } else {
             tokio::spawn(run(handler, conn, ws));
