@@ -127,56 +127,27 @@ async fn ten_thousand_idle_connections_are_held_and_served() {
 /// 1,000 clients chat for a while (`WSHUB_SOAK_SECS`, 60 s by default); each
 /// one every so often drops its connection (abruptly or with a close frame)
 /// and connects again. No handler sees a protocol error, and once everyone
-/// has left the hub holds no socket and no topic.
+/// has left the hub holds no socket and no topic, and this process (server
+/// and clients) is back at the memory it held after a 10 s warm-up round
+/// of the same: what connections and messages leave behind stays bounded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_clients_chatting_with_random_reconnects_leave_no_trace() {
     const CLIENTS: usize = 1_000;
+    /// What the measured round may leave above the warm-up's: a leak of
+    /// 400 bytes per reconnect (about 20,000 in 60 s) would exceed it.
+    const SLACK_KIB: u64 = 8 * 1024;
     raise_fd_limit(4 * CLIENTS as u64);
     let secs = std::env::var("WSHUB_SOAK_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(60);
-    let run_for = Duration::from_secs(secs);
-    within(run_for + Duration::from_secs(120), async {
+    within(Duration::from_secs(10 + secs + 180), async {
         let (addr, hub, stats) = chat_server().await;
-        let started = Instant::now();
-        let reconnects = Arc::new(AtomicUsize::new(0));
-        let mut tasks = Vec::new();
-        for c in 0..CLIENTS {
-            let reconnects = Arc::clone(&reconnects);
-            tasks.push(tokio::spawn(async move {
-                // A cheap deterministic "random" per client.
-                let mut state = (c as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-                let mut next = move || {
-                    state ^= state << 13;
-                    state ^= state >> 7;
-                    state ^= state << 17;
-                    state
-                };
-                while started.elapsed() < run_for {
-                    let mut client = RawWs::connect(addr).await;
-                    let lifetime = Duration::from_millis(500 + next() % 4_000);
-                    let born = Instant::now();
-                    let mut i = 0u64;
-                    while born.elapsed() < lifetime && started.elapsed() < run_for {
-                        let text = format!("client {c} says {i}");
-                        client.write(&masked(0x81, text.as_bytes())).await;
-                        i += 1;
-                        // Read whatever arrived, without waiting for it.
-                        client.drain_available();
-                        tokio::time::sleep(Duration::from_millis(50 + next() % 200)).await;
-                    }
-                    if next() % 2 == 0 {
-                        client.write(&masked(0x88, &close_body(1000, "bye"))).await;
-                    }
-                    reconnects.fetch_add(1, Ordering::Relaxed);
-                    drop(client);
-                }
-            }));
-        }
-        for task in tasks {
-            task.await.unwrap();
-        }
+        soak(addr, CLIENTS, Duration::from_secs(10)).await;
+        settle("every socket to close", &hub, |h| h.connections() == 0).await;
+        let warm = self_rss_kib();
+
+        let reconnects = soak(addr, CLIENTS, Duration::from_secs(secs)).await;
         settle("every socket to close", &hub, |h| h.connections() == 0).await;
         assert!(hub.topics().is_empty(), "{:?}", hub.topics());
         assert_eq!(hub.subscriber_count("lobby"), 0);
@@ -186,7 +157,71 @@ async fn a_thousand_clients_chatting_with_random_reconnects_leave_no_trace() {
             "a handler saw a protocol error"
         );
         assert!(stats.messages.load(Ordering::Relaxed) > CLIENTS * secs as usize);
-        assert!(reconnects.load(Ordering::Relaxed) >= CLIENTS);
+        assert!(reconnects >= CLIENTS);
+        let after = self_rss_kib();
+        eprintln!(
+            "soak: {reconnects} reconnects, {} messages in {secs} s; \
+             RSS after warm-up {warm} KiB, after the soak {after} KiB",
+            stats.messages.load(Ordering::Relaxed)
+        );
+        assert!(
+            after <= warm + SLACK_KIB,
+            "RSS grew from {warm} KiB to {after} KiB over the soak"
+        );
     })
     .await;
+}
+
+/// `clients` chat with random lifetimes and reconnects for `run_for`;
+/// returns how many times a client left.
+async fn soak(addr: std::net::SocketAddr, clients: usize, run_for: Duration) -> usize {
+    let started = Instant::now();
+    let reconnects = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let reconnects = Arc::clone(&reconnects);
+        tasks.push(tokio::spawn(async move {
+            // A cheap deterministic "random" per client.
+            let mut state = (c as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            let mut next = move || {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state
+            };
+            while started.elapsed() < run_for {
+                let mut client = RawWs::connect(addr).await;
+                let lifetime = Duration::from_millis(500 + next() % 4_000);
+                let born = Instant::now();
+                let mut i = 0u64;
+                while born.elapsed() < lifetime && started.elapsed() < run_for {
+                    let text = format!("client {c} says {i}");
+                    client.write(&masked(0x81, text.as_bytes())).await;
+                    i += 1;
+                    // Read whatever arrived, without waiting for it.
+                    client.drain_available();
+                    tokio::time::sleep(Duration::from_millis(50 + next() % 200)).await;
+                }
+                if next() % 2 == 0 {
+                    client.write(&masked(0x88, &close_body(1000, "bye"))).await;
+                }
+                reconnects.fetch_add(1, Ordering::Relaxed);
+                drop(client);
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    reconnects.load(Ordering::Relaxed)
+}
+
+/// This process's resident memory.
+fn self_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.split_whitespace().next()?.parse().ok())
+        .expect("VmRSS in /proc/self/status")
 }
