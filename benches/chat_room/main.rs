@@ -15,11 +15,12 @@
 //! cargo bench --bench chat_room -- rss --deflate --connections 1000 \
 //!     --servers wshub,wshub-deflate-shared,wshub-deflate-dedicated,wshub-deflate-3kb
 //! cargo bench --bench chat_room -- latency           # fan-out latency to 1,000 subscribers
+//! cargo bench --bench chat_room -- slow              # 1 GiB into a room with a socket that never reads
 //! cargo bench --bench chat_room -- server wshub --addr 127.0.0.1:4001
 //! cargo bench --bench chat_room -- help
 //! ```
 //!
-//! One binary plays every role: the orchestrators (`run`, `rss`, `latency`)
+//! One binary plays every role: the orchestrators (`run`, `rss`, `latency`, `slow`)
 //! start each server pinned to one core and re-run this binary as the load
 //! client pinned to the other.
 
@@ -30,6 +31,7 @@ mod orchestra;
 mod proc;
 mod rss;
 mod servers;
+mod slow;
 mod wire;
 
 use std::process::ExitCode;
@@ -56,12 +58,21 @@ commands:
       --message-bytes 1024   the size of that message
   latency         fan-out latency: subscribers + 1 publisher in one room
       --servers (as above)   --subscribers 1000   --rate 200   --seconds 10
+  slow            a socket that never reads while 1 GiB is published into its room:
+                  fast readers' messages and throughput without and with it, server VmRSS
+                  every 50 ms, what became of the silent socket (wshub-slow servers)
+      --modes drop,close   (default backpressure_limit, and close_on_backpressure_limit)
+      --reps 3   --readers 4   --messages 16384   --message-bytes 65536
+      --window 64   messages the publisher may be ahead of the slowest fast reader
+      --stall-timeout 10
   server KIND --addr HOST:PORT [--exit-after S]
                   one chat server (wshub, wshub-ct, wshub-hyper, wshub-deflate-MODE, axum,
-                  axum-batched)
+                  axum-batched), or wshub-slow / wshub-slow-close: every binary message
+                  from `?name=pub` published to a room everyone else is in
   client --addr HOST:PORT [--clients N --messages M --seconds S --stall-timeout S --server-pid PID
          --deflate --verify]
-  rss-client, latency-client       the clients the orchestrators start
+  rss-client, latency-client, slow-client
+                  the clients the orchestrators start
   selftest        checks the client's frame counting on split frames
 
 servers:
@@ -98,10 +109,12 @@ fn main() -> ExitCode {
         "run" => orchestra::throughput(&mut args),
         "rss" => rss::orchestrate(&mut args),
         "latency" => latency::orchestrate(&mut args),
+        "slow" => slow::orchestrate(&mut args),
         "server" => servers::main(&mut args),
         "client" => client::main(&mut args),
         "rss-client" => rss::client_main(&mut args),
         "latency-client" => latency::client_main(&mut args),
+        "slow-client" => slow::client_main(&mut args),
         "selftest" => wire::selftest().map(|()| println!("selftest: ok")),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");

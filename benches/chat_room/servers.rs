@@ -20,6 +20,7 @@ use wshub::{
 };
 
 use crate::args::Args;
+use crate::slow;
 
 /// The Rust servers `server KIND` can run, besides `wshub-deflate-MODE`.
 pub const KINDS: [&str; 5] = ["wshub", "wshub-ct", "wshub-hyper", "axum", "axum-batched"];
@@ -185,6 +186,8 @@ pub fn main(args: &mut Args) -> Result<(), String> {
             "wshub" | "wshub-ct" | "wshub-hyper" => wshub_app(Compression::DISABLED),
             "axum" => axum_app(Forward::EachMessage, capacity),
             "axum-batched" => axum_app(Forward::Batched, capacity),
+            "wshub-slow" => slow::app(false),
+            "wshub-slow-close" => slow::app(true),
             other => match other.strip_prefix("wshub-deflate-") {
                 Some(mode) => wshub_app(compression(mode)?),
                 None => {
