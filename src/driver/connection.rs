@@ -356,7 +356,21 @@ impl Connection {
         if !self.read_buf.is_empty() {
             // Mid-frame: read straight into the frame's buffer.
             let rest = self.decoder.frame_remaining(self.read_buf.len());
-            self.read_buf.reserve(rest.clamp(MIN_READ, MAX_READ));
+            let end = self.read_buf.len() + rest;
+            if rest > 0 && rest <= MAX_READ {
+                // The frame's last stretch: into a buffer of exactly its
+                // size, reading nothing past its end. Its payload is then
+                // the whole allocation: a message queued to a slow reader
+                // holds its own bytes, not a grown buffer's slack or the
+                // next frames sharing it.
+                if self.read_buf.capacity() != end {
+                    let mut exact = BytesMut::with_capacity(end);
+                    exact.extend_from_slice(&self.read_buf);
+                    self.read_buf = exact;
+                }
+            } else {
+                self.read_buf.reserve(rest.clamp(MIN_READ, MAX_READ));
+            }
             return tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.read_buf);
         }
         // Idle: let go of the last buffer (frames handed out may still share it).
