@@ -35,6 +35,10 @@ const MAX_READ: usize = 1024 * 1024;
 /// With at least this many bytes queued, a flush waits one pass of the
 /// scheduler to gather more frames (see `defer_flush`).
 const BURST: usize = 512;
+/// A deferred flush waits again while its queue keeps growing, this many
+/// passes at most and up to this many bytes.
+const MAX_DEFERRALS: u8 = 4;
+const DEFER_CAP: usize = 256 * 1024;
 
 thread_local! {
     /// Reads into this buffer need no memory of their own while a socket is
@@ -90,8 +94,10 @@ pub(super) struct Connection {
     /// The close deadline once closing (idle sockets are checked by the
     /// hub's sweeper, so an open socket holds no timer).
     timer: Option<Pin<Box<Sleep>>>,
-    /// A flush was put off once already in this round (see `defer_flush`).
-    deferred: bool,
+    /// How many passes the flush was put off in this round, and the bytes
+    /// queued at the last one (see `defer_flush`).
+    deferred: u8,
+    deferred_at: u32,
     opened: u32,
     write_error: Option<io::Error>,
 }
@@ -115,7 +121,8 @@ impl Connection {
             writing: VecDeque::new(),
             state: State::Open,
             timer: None,
-            deferred: false,
+            deferred: 0,
+            deferred_at: 0,
             opened: clock::now(),
             write_error: None,
         }
@@ -192,7 +199,7 @@ impl Connection {
             if let Poll::Ready(Err(error)) = self.poll_flush(cx, core) {
                 return Poll::Ready(Event::End(Box::new(self.fail(core, error.into()))));
             }
-            self.deferred = false;
+            self.deferred = 0;
             // Due once a flush (here or while a handler ran) emptied the queue.
             if core.take_drain() {
                 return Poll::Ready(Event::Drain);
@@ -303,12 +310,26 @@ impl Connection {
     /// and it all leaves in one write (uWebSockets' cork for a whole pass of
     /// the event loop). Only a socket with a burst queued waits: one or two
     /// frames go out at once, which keeps latency low when traffic is light.
+    /// While the queue still grows from one pass to the next (a burst that
+    /// arrives over several reads), it waits again, a few passes at most.
     /// Returns true when the caller should return `Pending`.
     fn defer_flush(&mut self, cx: &mut Context<'_>, core: &Core) -> bool {
-        if self.deferred || !self.writing.is_empty() || core.pending_bytes() < BURST {
+        if !self.writing.is_empty() {
             return false;
         }
-        self.deferred = true;
+        let pending = core.pending_bytes();
+        let defer = match self.deferred {
+            0 => pending >= BURST,
+            passes => {
+                passes < MAX_DEFERRALS && pending > self.deferred_at as usize && pending < DEFER_CAP
+            }
+        };
+        if !defer {
+            return false;
+        }
+        self.deferred += 1;
+        // Below `DEFER_CAP` when it matters; saturated otherwise.
+        self.deferred_at = u32::try_from(pending).unwrap_or(u32::MAX);
         // A fresh `yield_now` polled once schedules this task behind the
         // others (tokio defers the wake until after the I/O driver ran).
         pin!(tokio::task::yield_now()).poll(cx).is_pending()
