@@ -102,6 +102,48 @@ async fn shutdown_delivers_what_was_queued_then_closes_every_socket_with_1001() 
     .await;
 }
 
+/// 1,000 sockets whose peers answer the close: shutdown ends as soon as
+/// the last close handler has run, long before its grace period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_of_a_thousand_answering_sockets_does_not_wait_out_the_grace() {
+    const SOCKETS: usize = 1000;
+    const GRACE: Duration = Duration::from_secs(10);
+    raise_fd_limit(4 * SOCKETS as u64);
+    within(Duration::from_secs(60), async {
+        let counting = Arc::new(Counting::default());
+        let layer = WebSocketLayer::new(Room(Arc::clone(&counting)));
+        let hub = layer.hub();
+        let addr = serve(router(layer)).await;
+        let mut readers = Vec::new();
+        for _ in 0..SOCKETS {
+            let mut client = connect(addr).await;
+            assert!(matches!(recv(&mut client).await, Msg::Text(t) if t.as_str() == "ready"));
+            // Reads to the end; tungstenite answers the close on its own.
+            readers.push(tokio::spawn(async move {
+                let mut code = None;
+                while let Some(Ok(msg)) = futures_util::StreamExt::next(&mut client).await {
+                    if let Msg::Close(frame) = msg {
+                        code = frame.map(|f| u16::from(f.code));
+                    }
+                }
+                code
+            }));
+        }
+        assert_eq!(hub.connections(), SOCKETS);
+        let started = Instant::now();
+        hub.shutdown(GRACE).await;
+        let took = started.elapsed();
+        eprintln!("shutdown of {SOCKETS} answering sockets took {took:?}");
+        assert!(took < GRACE / 2, "shutdown waited for its grace: {took:?}");
+        assert_eq!(counting.closed.load(Ordering::SeqCst), SOCKETS);
+        assert_eq!(hub.connections(), 0);
+        for reader in readers {
+            assert_eq!(reader.await.unwrap(), Some(1001));
+        }
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn shutdown_ends_within_its_grace_period_when_peers_never_answer() {
     within(WAIT, async {
