@@ -114,6 +114,8 @@ deflate_section() {
             ${CLIENTS:+--clients "$CLIENTS"} ${MESSAGES:+--messages "$MESSAGES"}
         bench rss "${bench_args[@]}" --connections "$CONNECTIONS"
         bench latency "${bench_args[@]}" --subscribers "$SUBSCRIBERS" --seconds "$SECONDS_PER_RUN"
+        # 1 GiB published into a room with one socket that never reads.
+        bench slow --reps "$REPS"
     fi
 } 2>&1 | tee "$out"
 echo "tables saved in $out" >&2

@@ -30,7 +30,14 @@ pub struct Common {
 
 impl Common {
     pub fn parse(args: &mut Args) -> Result<Self, String> {
-        let servers: Vec<String> = args.list("servers", &ALL.map(str::to_owned))?;
+        Self::parse_for(args, &ALL)
+    }
+
+    /// As [`Common::parse`], with `default` as the servers when `--servers`
+    /// is not given.
+    pub fn parse_for(args: &mut Args, default: &[&str]) -> Result<Self, String> {
+        let default: Vec<String> = default.iter().map(|s| s.to_string()).collect();
+        let servers: Vec<String> = args.list("servers", &default)?;
         for kind in &servers {
             servers::check_kind(kind)?;
         }

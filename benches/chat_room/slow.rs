@@ -181,7 +181,8 @@ pub fn orchestrate(args: &mut Args) -> Result<(), String> {
         window: args.get("window", 64)?,
         stall: args.get("stall-timeout", 10.0)?,
     };
-    let mut common = Common::parse(args)?;
+    // Its servers come from --modes; none of them is Bun.
+    let mut common = Common::parse_for(args, &[])?;
     args.finish()?;
     let mut rows = Vec::new();
     for mode in &modes {
