@@ -81,3 +81,56 @@ async fn unsolicited_pong_reaches_the_client_and_a_client_pong_reaches_the_handl
     })
     .await;
 }
+
+/// A peer that floods pings and never reads cannot grow the server's queue
+/// of pongs past the backpressure limit: past it, pongs are dropped (a peer
+/// that reads nothing needs none; RFC 6455 §5.5.3 asks a pong for the most
+/// recent ping only), and the socket still works once it reads again.
+#[tokio::test]
+async fn a_ping_flood_from_a_peer_that_never_reads_stays_within_the_limit() {
+    const LIMIT: usize = 64 * 1024;
+    const PINGS: usize = 100_000;
+    within(WAIT * 4, async {
+        let config = Config::default().backpressure_limit(LIMIT);
+        let (addr, mut events) = probe_server(config).await;
+        let mut raw = RawWs::connect(addr).await;
+        let ws = events.open().await;
+        let ping = masked(FIN | PING, &[b'p'; 125]);
+        let flood: Vec<u8> = ping
+            .iter()
+            .copied()
+            .cycle()
+            .take(ping.len() * PINGS)
+            .collect();
+        raw.write(&flood).await;
+        raw.write(&masked(FIN | TEXT, b"done")).await;
+        // The server has read every ping once the message after them arrives.
+        assert_eq!(events.message().await.as_text(), Some("done"));
+        let buffered = ws.buffered_amount();
+        assert!(
+            buffered <= LIMIT + 127,
+            "{buffered} bytes of pongs queued for a peer that reads nothing (limit {LIMIT})"
+        );
+        // Reading again: the queued pongs (and the echo of "done", if it
+        // fit) until the queue is back under the limit, then everything is
+        // answered as usual.
+        let mut pongs = 0;
+        let next_frame = async |raw: &mut RawWs, pongs: &mut usize| loop {
+            match raw.frame().await {
+                Frame::Pong(_) => *pongs += 1,
+                Frame::Message(msg) if msg.as_text() == Some("done") => {}
+                Frame::Message(msg) => return msg,
+                other => panic!("expected pongs or a message, got {other:?}"),
+            }
+        };
+        tokio::select! {
+            () = events.drain() => {}
+            msg = next_frame(&mut raw, &mut pongs) => panic!("unexpected {msg:?}"),
+        }
+        raw.write(&masked(FIN | TEXT, b"still here")).await;
+        let echo = next_frame(&mut raw, &mut pongs).await;
+        assert_eq!(echo.as_text(), Some("still here"));
+        assert!(pongs < PINGS, "every one of {PINGS} pings was answered");
+    })
+    .await;
+}

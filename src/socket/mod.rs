@@ -148,7 +148,9 @@ impl<T> WebSocket<T> {
         self.core().send_data(OpCode::Binary, bytes.into(), true)
     }
 
-    /// Queues a ping; a payload over 125 bytes is cut to 125.
+    /// Queues a ping; a payload over 125 bytes is cut to 125. Like a
+    /// message, it is `Dropped` while the socket is over its backpressure
+    /// limit (pongs the server answers pings with are too).
     pub fn ping(&self, payload: impl Into<Bytes>) -> SendStatus {
         self.core().send_control(OpCode::Ping, &payload.into())
     }

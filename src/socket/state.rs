@@ -320,16 +320,18 @@ impl Core {
         }
     }
 
-    /// Queues a ping or pong; control frames are not held back by the limit.
+    /// Queues a ping or pong, unless the socket is closing or over its
+    /// backpressure limit.
     pub(crate) fn send_control(&self, opcode: OpCode, payload: &[u8]) -> SendStatus {
         let payload = &payload[..payload.len().min(MAX_CONTROL_PAYLOAD)];
         let mut frame = BytesMut::new();
         encode_frame(&mut frame, opcode, payload, None);
         let len = frame.len();
-        let mut outbox = self.lock();
-        if !outbox.accepts_data() {
+        // Held to the backpressure limit like data: a peer that sends pings
+        // and never reads must not grow a queue of pongs without bound.
+        let Some(mut outbox) = self.admit() else {
             return SendStatus::Dropped;
-        }
+        };
         self.settle_cursor(&mut outbox);
         outbox.queue.push_back(Entry::Bytes(frame.freeze()));
         self.queued(outbox, len)
