@@ -312,17 +312,24 @@ struct Decoded {
     left: usize,
 }
 
+/// `wire` cut in consecutive pieces of the `chunks` sizes, repeated as
+/// needed (every size is at least 1), the last piece cut short.
+fn pieces<'a>(wire: &'a [u8], chunks: &'a [usize]) -> impl Iterator<Item = &'a [u8]> {
+    let mut at = 0;
+    chunks.iter().cycle().map_while(move |&size| {
+        (at < wire.len()).then(|| {
+            let start = at;
+            at = (at + size).min(wire.len());
+            &wire[start..at]
+        })
+    })
+}
+
 fn decode_chunked(decoder: &mut Decoder, wire: &[u8], chunks: &[usize]) -> Decoded {
     let mut buf = BytesMut::new();
     let mut frames = Vec::new();
-    let mut at = 0;
-    for &size in chunks.iter().cycle() {
-        if at == wire.len() {
-            break;
-        }
-        let end = (at + size).min(wire.len());
-        buf.extend_from_slice(&wire[at..end]);
-        at = end;
+    for piece in pieces(wire, chunks) {
+        buf.extend_from_slice(piece);
         loop {
             match decoder.decode(&mut buf) {
                 Ok(Some(frame)) => frames.push(frame),
@@ -636,14 +643,8 @@ fn check_bounded(role: Role, wire: &[u8], chunks: &[usize]) -> Result<(), TestCa
     const LIMIT: usize = 1024;
     let mut decoder = Decoder::new(role, LIMIT);
     let mut buf = BytesMut::new();
-    let mut at = 0;
-    for &size in chunks.iter().cycle() {
-        if at == wire.len() {
-            break;
-        }
-        let end = (at + size).min(wire.len());
-        buf.extend_from_slice(&wire[at..end]);
-        at = end;
+    for piece in pieces(wire, chunks) {
+        buf.extend_from_slice(piece);
         loop {
             match decoder.decode(&mut buf) {
                 Ok(Some(Frame::Message(message))) => prop_assert!(message.len() <= LIMIT),

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::routing::get;
 use common::echo_server::EchoServer;
+use common::process::status_kib;
 use common::*;
 use wshub::{Handler, Hub, Message, Upgrade, WebSocket, WebSocketLayer};
 
@@ -119,7 +120,7 @@ async fn a_thousand_clients_chatting_with_random_reconnects_leave_no_trace() {
         let (addr, hub, stats) = chat_server().await;
         soak(addr, CLIENTS, Duration::from_secs(10)).await;
         settle("every socket to close", &hub, |h| h.connections() == 0).await;
-        let warm = self_rss_kib();
+        let warm = status_kib("self", "VmRSS");
 
         let reconnects = soak(addr, CLIENTS, Duration::from_secs(secs)).await;
         settle("every socket to close", &hub, |h| h.connections() == 0).await;
@@ -132,7 +133,7 @@ async fn a_thousand_clients_chatting_with_random_reconnects_leave_no_trace() {
         );
         assert!(stats.messages.load(Ordering::Relaxed) > CLIENTS * secs as usize);
         assert!(reconnects >= CLIENTS);
-        let after = self_rss_kib();
+        let after = status_kib("self", "VmRSS");
         eprintln!(
             "soak: {reconnects} reconnects, {} messages in {secs} s; \
              RSS after warm-up {warm} KiB, after the soak {after} KiB",
@@ -188,14 +189,4 @@ async fn soak(addr: std::net::SocketAddr, clients: usize, run_for: Duration) -> 
         task.await.unwrap();
     }
     reconnects.load(Ordering::Relaxed)
-}
-
-/// This process's resident memory.
-fn self_rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|value| value.split_whitespace().next()?.parse().ok())
-        .expect("VmRSS in /proc/self/status")
 }

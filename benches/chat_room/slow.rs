@@ -171,16 +171,24 @@ struct Plan {
     stall: f64,
 }
 
+impl Plan {
+    /// Takes `--readers --messages --message-bytes --window --stall-timeout`,
+    /// with the same defaults for the orchestrator and the client.
+    fn parse(args: &mut Args) -> Result<Self, String> {
+        Ok(Self {
+            readers: args.get("readers", 4)?,
+            messages: args.get("messages", 16_384)?,
+            message_bytes: args.get("message-bytes", 64 * 1024)?,
+            window: args.get("window", 64)?,
+            stall: args.get("stall-timeout", 10.0)?,
+        })
+    }
+}
+
 pub fn orchestrate(args: &mut Args) -> Result<(), String> {
     let modes: Vec<String> = args.list("modes", &["drop".to_owned(), "close".to_owned()])?;
     let reps: usize = args.get("reps", 3)?;
-    let plan = Plan {
-        readers: args.get("readers", 4)?,
-        messages: args.get("messages", 16_384)?,
-        message_bytes: args.get("message-bytes", 64 * 1024)?,
-        window: args.get("window", 64)?,
-        stall: args.get("stall-timeout", 10.0)?,
-    };
+    let plan = Plan::parse(args)?;
     // Its servers come from --modes; none of them is Bun.
     let mut common = Common::parse_for(args, &[])?;
     args.finish()?;
@@ -407,13 +415,7 @@ impl Progress {
 pub fn client_main(args: &mut Args) -> Result<(), String> {
     let addr: SocketAddr = args.get("addr", SocketAddr::from(([127, 0, 0, 1], 4001)))?;
     let pid: u32 = args.get("server-pid", 0)?;
-    let plan = Plan {
-        readers: args.get("readers", 4)?,
-        messages: args.get("messages", 16_384)?,
-        message_bytes: args.get("message-bytes", 64 * 1024)?,
-        window: args.get("window", 64)?,
-        stall: args.get("stall-timeout", 10.0)?,
-    };
+    let plan = Plan::parse(args)?;
     let silent = args.flag("silent");
     let expect_close = args.flag("expect-close");
     args.finish()?;

@@ -1,9 +1,9 @@
 //! The chat example as users run it: its compiled binary, on a free port.
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
-use std::sync::OnceLock;
+
+use super::process::example_binary;
 
 /// A running `chat` example, killed when dropped.
 pub struct ChatServer {
@@ -25,7 +25,7 @@ impl ChatServer {
     /// Starts the example on a free loopback port; its first stdout line
     /// names the URL it listens on.
     pub async fn start() -> Self {
-        let binary = example_binary();
+        let binary = example_binary("chat");
         let log = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into());
         let mut process = Command::new(binary)
             .arg("127.0.0.1:0")
@@ -83,45 +83,4 @@ impl ChatServer {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
     }
-}
-
-/// The `chat` example's binary, built (once per test process) with the
-/// profile of this test, so a test never runs a stale example.
-///
-/// `cargo test` builds examples too, but `cargo test --test chat` does not.
-fn example_binary() -> &'static PathBuf {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        // This test is target/<profile>/deps/<name>-<hash>.
-        let exe = std::env::current_exe().expect("test binary path");
-        let profile_dir = exe
-            .parent()
-            .and_then(|deps| deps.parent())
-            .expect("test binary in target/<profile>/deps");
-        let profile = match profile_dir.file_name().and_then(|name| name.to_str()) {
-            Some("debug") | None => "dev",
-            Some(profile) => profile,
-        };
-        let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
-        let status = Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "--quiet",
-                "--example",
-                "chat",
-                "--profile",
-                profile,
-            ])
-            .args(["--manifest-path", manifest])
-            .status()
-            .expect("run cargo");
-        assert!(status.success(), "`cargo build --example chat` failed");
-        let binary = profile_dir.join("examples/chat");
-        assert!(
-            binary.exists(),
-            "{} is missing after `cargo build --example chat`",
-            binary.display()
-        );
-        binary
-    })
 }

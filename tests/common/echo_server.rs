@@ -2,9 +2,9 @@
 //! `/proc/<pid>/status` while a test attacks it.
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, Stdio};
-use std::sync::OnceLock;
+
+use super::process::{example_binary, status_kib};
 
 /// A running `echo` example, killed when dropped.
 pub struct EchoServer {
@@ -78,51 +78,6 @@ impl EchoServer {
 
     /// A number from `/proc/<pid>/status` (memory fields are in KiB).
     fn status_field(&self, field: &str) -> u64 {
-        let path = format!("/proc/{}/status", self.pid());
-        let status = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"));
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
-            .and_then(|value| value.split_whitespace().next()?.parse().ok())
-            .unwrap_or_else(|| panic!("no {field} in {path}"))
+        status_kib(&self.pid().to_string(), field)
     }
-}
-
-/// An example's binary, built (once per test process and example) with the
-/// profile of this test, so a test never runs a stale example.
-///
-/// `cargo test` builds examples too, but `cargo test --test NAME` does not.
-pub fn example_binary(name: &'static str) -> &'static PathBuf {
-    static BINARIES: OnceLock<std::sync::Mutex<Vec<(&'static str, &'static PathBuf)>>> =
-        OnceLock::new();
-    let mut built = BINARIES.get_or_init(Default::default).lock().unwrap();
-    if let Some((_, binary)) = built.iter().find(|(n, _)| *n == name) {
-        return binary;
-    }
-    // This test is target/<profile>/deps/<name>-<hash>.
-    let exe = std::env::current_exe().expect("test binary path");
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("test binary in target/<profile>/deps");
-    let profile = match profile_dir.file_name().and_then(|dir| dir.to_str()) {
-        Some("debug") | None => "dev",
-        Some(profile) => profile,
-    };
-    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "--example", name, "--profile", profile])
-        .args(["--manifest-path", manifest])
-        .status()
-        .expect("run cargo");
-    assert!(status.success(), "`cargo build --example {name}` failed");
-    let binary = profile_dir.join("examples").join(name);
-    assert!(
-        binary.exists(),
-        "{} is missing after `cargo build --example {name}`",
-        binary.display()
-    );
-    let binary: &'static PathBuf = Box::leak(Box::new(binary));
-    built.push((name, binary));
-    binary
 }

@@ -762,6 +762,7 @@ pub fn assert_same_payload(got: &[u8], want: &[u8]) {
 pub mod chat_server;
 pub mod deflate;
 pub mod echo_server;
+pub mod process;
 
 /// Raises this process's soft open-file limit to its hard limit, which must
 /// allow at least `needed` descriptors. (Only the soft limit moves: tests in
