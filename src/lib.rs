@@ -46,6 +46,44 @@
 //! ```
 //!
 //! The [`protocol`] module is the codec alone, pure code with no I/O.
+//!
+//! # How it works: tasks, threads, ownership
+//!
+//! wshub runs on whatever tokio runtime serves the app (`#[tokio::main]`
+//! with any number of worker threads, or a current-thread runtime); it
+//! starts no threads of its own.
+//!
+//! - **One task per socket** owns the connection: it reads, runs the
+//!   handler, and writes. Nothing else touches the stream.
+//! - **The outbox** (one per socket, one lock) is the only state other tasks
+//!   touch: sends queue encoded frames into it, publishes open a *cursor* in
+//!   it into a topic's shared batch, and `close`/`terminate`/the idle sweeper
+//!   move its lifecycle. The socket's task takes everything queued at once
+//!   and writes it with one vectored write.
+//! - **A topic** (one lock) holds its subscribers per *lane* (plain,
+//!   shared-deflate, per-socket) and each lane's open batch. A publish frames
+//!   the message once and appends it to the batch. While every subscriber's
+//!   cursor is open in the batch — the steady state of a busy room, since a
+//!   cursor stays open while its socket writes — a publish touches no
+//!   subscriber at all: it appends, and wakes only the sockets parked at the
+//!   batch's end. A new batch (every 64 KiB) visits each subscriber once.
+//! - **Turns.** Wake-ups a socket's task causes while it runs (its handler's
+//!   publishes and sends) are held until that poll of the task ends, then
+//!   made together. A publisher's whole read — 50 messages, say — thus
+//!   reaches each subscriber as one wake-up and one write, on one thread or
+//!   on many: cross-thread work is per batch, not per subscriber per message.
+//!   (tokio queues a woken task on the waking thread and lets idle threads
+//!   steal it; woken per message, subscribers on other threads would chase
+//!   the publisher one message at a time.)
+//! - **The hub** owns the topic map and the registry of open sockets (for
+//!   `shutdown` and the idle sweep, one task per hub). It sees a socket only
+//!   through a narrow interface (id, lane, outbox), and other machines only
+//!   through a [`Bridge`].
+//!
+//! Locks, where they nest, are taken in one order, outer first: a socket's
+//! subscription list → the hub's topic map → a topic → a socket's dedicated
+//! compressor → a socket's outbox → a batch. No lock is held across an
+//! `.await` or while a waker runs.
 #![forbid(unsafe_code)]
 #![deny(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![doc(test(attr(deny(warnings))))]
@@ -61,17 +99,19 @@ pub mod fuzz;
 mod handler;
 mod hub;
 mod layer;
+mod outbox;
 pub mod protocol;
 #[cfg(feature = "axum")]
 mod serve;
 mod socket;
+mod turn;
 mod upgrade;
 
 pub use config::Config;
 pub use deflate::{Compression, Compressor};
 pub use error::Error;
 pub use handler::Handler;
-pub use hub::Hub;
+pub use hub::{Bridge, Hub};
 pub use layer::{ResponseFuture, WebSocketLayer, WebSocketService};
 pub use protocol::handshake::HandshakeError;
 pub use protocol::{Message, ProtocolError, close_code};

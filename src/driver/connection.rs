@@ -20,9 +20,10 @@ use tokio::time::{Instant, Sleep};
 use super::transport::Transport;
 use crate::clock;
 use crate::deflate::Inflater;
+use crate::outbox::Phase;
 use crate::protocol::frame::OpCode;
 use crate::protocol::{Decoder, Frame, Role, close_code};
-use crate::socket::{Core, Entry, ReadyState};
+use crate::socket::Core;
 use crate::{Config, Error, Message};
 
 /// Size of the per-thread buffer that reads land in when no frame is pending.
@@ -73,26 +74,16 @@ pub(super) enum Then {
     Drop,
 }
 
-/// Where the close handshake stands.
-#[derive(Debug)]
-enum State {
-    /// Messages flow both ways.
-    Open,
-    /// Our close frame is queued; waiting for the peer's until the timer fires.
-    ClosedByUs,
-}
-
 pub(super) struct Connection {
     io: Transport,
     config: Arc<Config>,
     /// Only the bytes of an unfinished frame; empty (no allocation) when idle.
     read_buf: BytesMut,
     decoder: Decoder,
-    /// Entries taken from the outbox, front partly written.
-    writing: VecDeque<Entry>,
-    state: State,
-    /// The close deadline once closing (idle sockets are checked by the
-    /// hub's sweeper, so an open socket holds no timer).
+    /// Frames taken from the outbox, front partly written.
+    writing: VecDeque<Bytes>,
+    /// The close deadline once our close frame is queued (idle sockets are
+    /// checked by the hub's sweeper, so an open socket holds no timer).
     timer: Option<Pin<Box<Sleep>>>,
     /// How many passes the flush was put off in this round, and the bytes
     /// queued at the last one (see `defer_flush`).
@@ -119,7 +110,6 @@ impl Connection {
             config,
             read_buf: BytesMut::from(&prefix[..]),
             writing: VecDeque::new(),
-            state: State::Open,
             timer: None,
             deferred: 0,
             deferred_at: 0,
@@ -161,7 +151,7 @@ impl Connection {
         };
         let reason = error.to_string();
         if then == Then::Linger {
-            core.begin_close(code, &reason);
+            core.outbox().begin_close(code, &reason);
         }
         End {
             code,
@@ -201,16 +191,14 @@ impl Connection {
             }
             self.deferred = 0;
             // Due once a flush (here or while a handler ran) emptied the queue.
-            if core.take_drain() {
+            if core.outbox().take_drain() {
                 return Poll::Ready(Event::Drain);
             }
             match self.poll_read(cx) {
                 Poll::Ready(Ok(0)) => {
                     return Poll::Ready(Event::End(Box::new(self.peer_gone(core, None))));
                 }
-                Poll::Ready(Ok(_)) => {
-                    core.touch();
-                }
+                Poll::Ready(Ok(_)) => core.touch(),
                 Poll::Ready(Err(error)) => {
                     return Poll::Ready(Event::End(Box::new(self.peer_gone(core, Some(error)))));
                 }
@@ -219,44 +207,41 @@ impl Connection {
         }
     }
 
-    /// Notices `WebSocket::close` and `WebSocket::terminate` from any task.
+    /// Acts on the socket's lifecycle as other tasks moved it
+    /// (`WebSocket::close`, `WebSocket::terminate`, the idle sweeper).
     fn check_commands(&mut self, core: &Core) -> Option<End> {
-        if core.ready_state() == ReadyState::Open {
-            return None;
-        }
-        let outbox = core.lock();
-        if outbox.idle_expired && matches!(self.state, State::Open) {
-            drop(outbox);
-            core.begin_close(close_code::AWAY, "idle timeout");
-            return Some(End {
-                code: close_code::AWAY,
-                reason: "idle timeout".to_owned(),
-                error: None,
-                then: Then::Linger,
-            });
-        }
-        if outbox.terminated {
-            return Some(End {
+        match core.outbox().phase() {
+            Phase::Open => None,
+            Phase::IdleExpired => {
+                core.outbox().begin_close(close_code::AWAY, "idle timeout");
+                Some(End {
+                    code: close_code::AWAY,
+                    reason: "idle timeout".to_owned(),
+                    error: None,
+                    then: Then::Linger,
+                })
+            }
+            Phase::Closing => {
+                // Our close frame is queued: wait for the peer's, bounded.
+                if self.timer.is_none() {
+                    let deadline = Instant::now() + self.config.close_timeout;
+                    self.timer = Some(Box::pin(tokio::time::sleep_until(deadline)));
+                }
+                None
+            }
+            Phase::Terminated | Phase::Closed => Some(End {
                 code: close_code::ABNORMAL,
                 reason: "terminated".to_owned(),
                 error: None,
                 then: Then::Drop,
-            });
+            }),
         }
-        if let (State::Open, Some(_)) = (&self.state, &outbox.close) {
-            self.state = State::ClosedByUs;
-            let deadline = Instant::now() + self.config.close_timeout;
-            match &mut self.timer {
-                Some(timer) => timer.as_mut().reset(deadline),
-                None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
-            }
-        }
-        None
     }
 
     /// What a decoded frame means in the current state.
     fn on_frame(&mut self, core: &Core, frame: Frame) -> Option<Event> {
-        let open = matches!(self.state, State::Open);
+        let phase = core.outbox().phase();
+        let open = phase <= Phase::IdleExpired;
         match frame {
             // After our close frame, data is read and dropped (RFC 6455 §1.4).
             Frame::Message(msg) => open.then_some(Event::Message(msg)),
@@ -266,18 +251,17 @@ impl Connection {
             }
             Frame::Pong(payload) if open => Some(Event::Pong(payload)),
             Frame::Ping(_) | Frame::Pong(_) => None,
-            Frame::Close(body) => Some(Event::End(Box::new(match &self.state {
-                State::Open => {
-                    // Echo the peer's code (an empty body if it sent none).
-                    core.begin_close(body.code, "");
-                    End {
-                        code: body.code,
-                        reason: body.reason,
-                        error: None,
-                        then: Then::Linger,
-                    }
+            Frame::Close(body) => Some(Event::End(Box::new(if open {
+                // Echo the peer's code (an empty body if it sent none).
+                core.outbox().begin_close(body.code, "");
+                End {
+                    code: body.code,
+                    reason: body.reason,
+                    error: None,
+                    then: Then::Linger,
                 }
-                State::ClosedByUs => our_close(core, None, Then::Linger),
+            } else {
+                our_close(core, None, Then::Linger)
             }))),
         }
     }
@@ -285,14 +269,14 @@ impl Connection {
     /// EOF or a read error: the peer left without finishing a close handshake.
     fn peer_gone(&mut self, core: &Core, error: Option<io::Error>) -> End {
         let error = error.map(Error::Io);
-        match &self.state {
-            State::ClosedByUs => our_close(core, error, Then::Drop),
-            State::Open => End {
-                code: close_code::ABNORMAL,
-                reason: String::new(),
-                error,
-                then: Then::Drop,
-            },
+        if core.outbox().phase() == Phase::Closing {
+            return our_close(core, error, Then::Drop);
+        }
+        End {
+            code: close_code::ABNORMAL,
+            reason: String::new(),
+            error,
+            then: Then::Drop,
         }
     }
 
@@ -317,7 +301,7 @@ impl Connection {
         if !self.writing.is_empty() {
             return false;
         }
-        let pending = core.pending_bytes();
+        let pending = core.outbox().pending_bytes();
         let defer = match self.deferred {
             0 => pending >= BURST,
             passes => {
@@ -338,22 +322,20 @@ impl Connection {
     /// Writes queued frames until none are left (`Ready(Ok)`) or the stream
     /// is full (`Pending`). One vectored write takes many frames at once.
     fn poll_flush(&mut self, cx: &mut Context<'_>, core: &Core) -> Poll<io::Result<()>> {
+        let outbox = core.outbox();
         loop {
-            if self.writing.is_empty() && !core.take_queue(&mut self.writing, cx.waker()) {
+            if self.writing.is_empty() && !outbox.take(&mut self.writing, cx.waker()) {
                 return Pin::new(&mut self.io).poll_flush(cx);
             }
             let count = self.writing.len().min(MAX_IOV);
-            for entry in self.writing.iter_mut().take(count) {
-                entry.resolve();
-            }
             let io = Pin::new(&mut self.io);
             let result = if count == 1 {
                 // One buffer: a plain write (`send`), cheaper than `writev`.
-                io.poll_write(cx, self.writing[0].bytes())
+                io.poll_write(cx, &self.writing[0])
             } else {
                 let mut slices = [IoSlice::new(&[]); MAX_IOV];
-                for (slice, entry) in slices.iter_mut().zip(&self.writing) {
-                    *slice = IoSlice::new(entry.bytes());
+                for (slice, bytes) in slices.iter_mut().zip(&self.writing) {
+                    *slice = IoSlice::new(bytes);
                 }
                 io.poll_write_vectored(cx, &slices[..count])
             };
@@ -361,11 +343,11 @@ impl Connection {
                 Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
                 Poll::Ready(Ok(written)) => {
                     advance(&mut self.writing, written);
-                    core.written(written);
+                    outbox.written(written);
                 }
                 Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
                 Poll::Pending => {
-                    core.set_blocked();
+                    outbox.set_blocked();
                     return Poll::Pending;
                 }
             }
@@ -415,7 +397,6 @@ impl Connection {
 
     /// Writes what is still queued and shuts down our side, by `deadline`.
     pub(super) async fn finish_writes(&mut self, core: &Core, then: Then, deadline: Instant) {
-        core.set_state(ReadyState::Closing);
         if then == Then::Drop {
             return;
         }
@@ -477,14 +458,14 @@ impl<F: Future<Output = ()>> Future for Drive<'_, F> {
 }
 
 /// Drops `n` written bytes from the front of the queue.
-fn advance(queue: &mut VecDeque<Entry>, mut n: usize) {
+fn advance(queue: &mut VecDeque<Bytes>, mut n: usize) {
     while n > 0 {
         let Some(front) = queue.front_mut() else {
             return;
         };
-        let len = front.bytes().len();
+        let len = front.len();
         if n < len {
-            front.advance(n);
+            bytes::Buf::advance(front, n);
             return;
         }
         n -= len;
@@ -495,6 +476,7 @@ fn advance(queue: &mut VecDeque<Entry>, mut n: usize) {
 /// The end of a close this side started: its code and reason, as queued.
 fn our_close(core: &Core, error: Option<Error>, then: Then) -> End {
     let (code, reason) = core
+        .outbox()
         .queued_close()
         .unwrap_or((close_code::NORMAL, String::new()));
     End {

@@ -21,6 +21,7 @@ use self::transport::{Transport, Unwrapped};
 use crate::deflate::{Inflater, Outgoing};
 use crate::protocol::close_code;
 use crate::socket::{Core, Settings};
+use crate::turn::Turn;
 use crate::upgrade::AcceptedConn;
 use crate::{Config, Handler, Hub, WebSocket};
 
@@ -82,9 +83,9 @@ pub(crate) fn spawn<H: Handler>(
         if tracing::enabled!(tracing::Level::DEBUG) {
             let remote = ws.remote_addr().map(tracing::field::display);
             let span = tracing::debug_span!("websocket", id = ws.id(), remote, %path);
-            tokio::spawn(run(handler, conn, ws).instrument(span));
+            tokio::spawn(Turn::new(run(handler, conn, ws)).instrument(span));
         } else {
-            tokio::spawn(run(handler, conn, ws));
+            tokio::spawn(Turn::new(run(handler, conn, ws)));
         }
     });
 }
@@ -118,8 +119,12 @@ fn live<'a, H: Handler>(
 ) -> impl Future<Output = ()> + Send + 'a {
     async move {
         let core = ws.core();
-        if !core.hub.opened(ws.subscriber()) {
-            core.begin_close(close_code::AWAY, "server shutting down");
+        let open = core.hub.opened(ws.subscriber());
+        // From here on the socket leaves the hub however this future ends.
+        let _registered = Registered(core);
+        if !open {
+            core.outbox()
+                .begin_close(close_code::AWAY, "server shutting down");
         }
         tracing::debug!("open");
         let end = if let Err(error) = conn.drive(core, Box::pin(handler.open(ws))).await {
@@ -146,14 +151,28 @@ fn live<'a, H: Handler>(
     }
 }
 
+/// A socket registered with its hub. Dropping it unregisters the socket,
+/// leaves its topics and shuts its outbox, whether the task ended normally
+/// or was dropped mid-way (the runtime shut down, the task was aborted, a
+/// panic outside a handler): `Hub::shutdown` never waits for a socket that
+/// is gone, and no topic keeps it.
+struct Registered<'a>(&'a Core);
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        let core = self.0;
+        core.end();
+        core.hub.closed(core.id);
+    }
+}
+
 /// Ends the connection: writes our close frame, leaves the hub, runs
 /// `error` and `close`, and waits (bounded) for the peer to hang up.
 async fn close<H: Handler>(handler: &H, conn: &mut Connection, ws: &WebSocket<H::Data>, end: End) {
     let core = ws.core();
     let deadline = Instant::now() + conn.close_timeout();
     conn.finish_writes(core, end.then, deadline).await;
-    core.shut();
-    core.leave_hub();
+    core.end();
     let duration_ms = conn.age().as_millis() as u64;
     tracing::debug!(code = end.code, reason = %end.reason, duration_ms, "close");
     if let Some(error) = end.error {

@@ -1,10 +1,14 @@
 //! The pub/sub hub: topics, their subscribers, and publish.
 //!
-//! A publish frames its message once; every subscriber's queue gets the same
-//! bytes (see [`batch`]), so fan-out costs one queue operation per recipient
-//! and no copy of the payload.
+//! A publish frames its message once; every subscriber's outbox gets the
+//! same bytes (see [`crate::outbox::batch`]), so fan-out costs at most one
+//! queue operation per recipient and no copy of the payload.
+//!
+//! The hub sees a socket only as a [`Subscriber`]: an id, the lane it reads,
+//! its outbox, and a look at its idle time. It sees other machines only
+//! through a [`Bridge`].
 
-mod batch;
+mod bridge;
 mod topic;
 
 use foldhash::HashMap;
@@ -12,13 +16,42 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, Weak};
 use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::sync::Notify;
 
-pub(crate) use self::batch::Batch;
-pub(crate) use self::topic::{Subscriber, Topic};
+pub use self::bridge::Bridge;
+pub(crate) use self::topic::Topic;
+use crate::outbox::Outbox;
 use crate::protocol::close_code;
 use crate::protocol::frame::OpCode;
 use crate::{Message, clock};
+
+/// Which of a topic's frame lanes a subscriber reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lane {
+    /// Uncompressed frames, shared by every socket without compression.
+    Plain,
+    /// Frames compressed once by a shared compressor with the full window.
+    Deflate,
+    /// Frames made for this socket alone (its own compressor or window).
+    Own,
+}
+
+/// A socket as the hub sees it.
+pub(crate) trait Subscriber: Send + Sync {
+    /// Unique within the process.
+    fn id(&self) -> u64;
+    /// Which lane of a topic it reads.
+    fn lane(&self) -> Lane;
+    /// Where published frames go.
+    fn outbox(&self) -> &Outbox;
+    /// Queues a published message for a socket on [`Lane::Own`], compressed
+    /// by the socket itself; false if it was dropped.
+    fn send_own(&self, opcode: OpCode, payload: &Bytes, compress: bool) -> bool;
+    /// The idle sweeper's look at the socket at `now` ([`clock`]
+    /// milliseconds); returns how often it wants looking at.
+    fn sweep(&self, now: u32) -> Option<Duration>;
+}
 
 /// Topics and subscribers shared by the sockets of one layer.
 ///
@@ -56,6 +89,9 @@ impl std::fmt::Debug for Hub {
 /// The shared state behind every [`Hub`] handle and socket of a layer.
 #[derive(Default)]
 pub(crate) struct HubInner {
+    /// Where publishes go beyond this hub, and who hears of topics' first
+    /// and last local subscribers.
+    bridge: Option<Arc<dyn Bridge>>,
     topics: RwLock<HashMap<Arc<str>, Arc<Topic>>>,
     /// Every open socket, for shutdown.
     sockets: Mutex<HashMap<u64, Arc<dyn Subscriber>>>,
@@ -75,6 +111,40 @@ impl Hub {
         Self::default()
     }
 
+    /// A hub whose publishes also go to `bridge`, which hears when a topic
+    /// gains its first or loses its last subscriber here: the seam for a
+    /// hub spanning several processes. Publish what arrives from elsewhere
+    /// with [`publish_local`](Self::publish_local).
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use wshub::{Bridge, Hub, Message};
+    ///
+    /// #[derive(Default)]
+    /// struct Log(Mutex<Vec<String>>);
+    ///
+    /// impl Bridge for Log {
+    ///     fn forward(&self, topic: &str, msg: &Message, _compress: bool) {
+    ///         let text = msg.as_text().unwrap_or_default();
+    ///         self.0.lock().unwrap().push(format!("{topic}: {text}"));
+    ///     }
+    /// }
+    ///
+    /// let log = Arc::new(Log::default());
+    /// let hub = Hub::bridged(Arc::clone(&log));
+    /// hub.publish("news", "hello");             // local subscribers, then the bridge
+    /// hub.publish_local("news", "from afar");   // local subscribers only
+    /// assert_eq!(*log.0.lock().unwrap(), ["news: hello"]);
+    /// ```
+    pub fn bridged(bridge: Arc<dyn Bridge>) -> Self {
+        Self {
+            inner: Arc::new(HubInner {
+                bridge: Some(bridge),
+                ..HubInner::default()
+            }),
+        }
+    }
+
     pub(crate) fn from_inner(inner: Arc<HubInner>) -> Self {
         Self { inner }
     }
@@ -83,7 +153,8 @@ impl Hub {
         &self.inner
     }
 
-    /// Publishes to every subscriber of `topic`; returns how many it reached.
+    /// Publishes to every subscriber of `topic`; returns how many it reached
+    /// here. A [bridged](Self::bridged) hub forwards it to its bridge too.
     ///
     /// Subscribers that are closing or over their backpressure limit are
     /// skipped and not counted.
@@ -97,7 +168,24 @@ impl Hub {
         self.inner.publish(topic, &msg.into(), None, compress)
     }
 
-    /// How many sockets are subscribed to `topic`.
+    /// Publishes to this hub's subscribers of `topic` only, never to the
+    /// bridge: for a bridge delivering what was published elsewhere.
+    pub fn publish_local(&self, topic: &str, msg: impl Into<Message>) -> usize {
+        self.publish_local_with(topic, msg, true)
+    }
+
+    /// [`publish_local`](Self::publish_local), compressed only if `compress`.
+    pub fn publish_local_with(
+        &self,
+        topic: &str,
+        msg: impl Into<Message>,
+        compress: bool,
+    ) -> usize {
+        self.inner.publish_local(topic, &msg.into(), None, compress)
+    }
+
+    /// How many sockets of this hub are subscribed to `topic` (a bridged
+    /// hub counts its own only).
     pub fn subscriber_count(&self, topic: &str) -> usize {
         self.inner.topic(topic).map_or(0, |t| t.len())
     }
@@ -135,7 +223,7 @@ impl Hub {
         let deadline = tokio::time::Instant::now() + grace;
         for socket in inner.open_sockets() {
             socket
-                .core()
+                .outbox()
                 .begin_close(close_code::AWAY, "server shutting down");
         }
         if tokio::time::timeout_at(deadline, inner.all_closed())
@@ -145,13 +233,13 @@ impl Hub {
             return;
         }
         for socket in inner.open_sockets() {
-            socket.core().terminate();
+            socket.outbox().terminate();
         }
         // Terminated sockets end at their next poll; bounded all the same.
         let _ = tokio::time::timeout(Duration::from_secs(1), inner.all_closed()).await;
     }
 
-    /// The topics with at least one subscriber.
+    /// The topics with at least one subscriber on this hub.
     pub fn topics(&self) -> Vec<String> {
         self.inner
             .read()
@@ -174,8 +262,24 @@ impl HubInner {
         self.read().get(name).cloned()
     }
 
-    /// Publishes `msg` to `topic`, skipping the socket `exclude`.
+    /// Publishes `msg` to `topic`, skipping the socket `exclude`, and
+    /// forwards it to the bridge.
     pub(crate) fn publish(
+        &self,
+        topic: &str,
+        msg: &Message,
+        exclude: Option<u64>,
+        compress: bool,
+    ) -> usize {
+        let reached = self.publish_local(topic, msg, exclude, compress);
+        if let Some(bridge) = &self.bridge {
+            bridge.forward(topic, msg, compress);
+        }
+        reached
+    }
+
+    /// Publishes `msg` to this hub's subscribers of `topic` but `exclude`.
+    fn publish_local(
         &self,
         topic: &str,
         msg: &Message,
@@ -198,17 +302,30 @@ impl HubInner {
         loop {
             let topic = match self.topic(name) {
                 Some(topic) => topic,
-                None => Arc::clone(
-                    self.write()
-                        .entry(Arc::from(name))
-                        .or_insert_with_key(|name| Topic::new(Arc::clone(name))),
-                ),
+                None => self.open_topic(name),
             };
             // The topic may have emptied and left the map since we found it.
             if topic.add(Arc::clone(&subscriber)) {
                 return topic;
             }
         }
+    }
+
+    /// The topic `name`, made (and announced to the bridge) if it is new.
+    fn open_topic(&self, name: &str) -> Arc<Topic> {
+        let mut topics = self.write();
+        if let Some(topic) = topics.get(name) {
+            return Arc::clone(topic);
+        }
+        let name: Arc<str> = Arc::from(name);
+        let topic = Topic::new(Arc::clone(&name));
+        topics.insert(name, Arc::clone(&topic));
+        // Under the map's lock, so the bridge hears of a topic's opening
+        // and closing in the order they happened.
+        if let Some(bridge) = &self.bridge {
+            bridge.topic_opened(topic.name());
+        }
+        topic
     }
 
     /// Removes socket `id` from `topic`, and the topic from the map once empty.
@@ -223,6 +340,9 @@ impl HubInner {
             if let Some(current) = topics.get(topic.name()) {
                 if Arc::ptr_eq(current, topic) {
                     topics.remove(topic.shared_name());
+                    if let Some(bridge) = &self.bridge {
+                        bridge.topic_closed(topic.name());
+                    }
                 }
             }
         }
@@ -233,14 +353,17 @@ impl HubInner {
         if !self.sweeping.swap(true, Ordering::AcqRel) {
             tokio::spawn(sweep(Arc::downgrade(self)));
         }
-        let id = socket.core().id;
+        let id = socket.id();
         self.lock_sockets().insert(id, socket);
         self.connections.fetch_add(1, Ordering::AcqRel);
         !self.closing.load(Ordering::Acquire)
     }
 
+    /// Unregisters an open socket (once its `close` handler ran).
     pub(crate) fn closed(&self, id: u64) {
-        self.lock_sockets().remove(&id);
+        if self.lock_sockets().remove(&id).is_none() {
+            return;
+        }
         if self.connections.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.empty.notify_waiters();
         }
@@ -259,9 +382,7 @@ impl HubInner {
         let now = clock::now();
         let mut every = SWEEP_MAX;
         for socket in self.lock_sockets().values() {
-            let core = socket.core();
-            core.sweep(now);
-            if let Some(wanted) = core.sweep_every() {
+            if let Some(wanted) = socket.sweep(now) {
                 every = every.min(wanted);
             }
         }
@@ -326,7 +447,7 @@ mod tests {
     use super::*;
     use crate::WebSocket;
     use crate::protocol::{Decoder, Frame, Role};
-    use crate::socket::{Core, Entry, Settings};
+    use crate::socket::{Core, Settings};
 
     /// A socket without a connection: its queue is read back by hand.
     fn socket(hub: &Hub) -> WebSocket<()> {
@@ -346,10 +467,9 @@ mod tests {
     /// Takes what is queued to `ws`, as the driver does, onto `wire`.
     fn drain_into(ws: &WebSocket<()>, wire: &mut BytesMut) {
         let mut taken = VecDeque::new();
-        while ws.core().take_queue(&mut taken, Waker::noop()) {
-            for entry in taken.drain(..) {
-                let bytes = entry.into_bytes();
-                ws.core().written(bytes.len());
+        while ws.core().outbox().take(&mut taken, Waker::noop()) {
+            for bytes in taken.drain(..) {
+                ws.core().outbox().written(bytes.len());
                 wire.extend_from_slice(&bytes);
             }
         }
@@ -402,9 +522,9 @@ mod tests {
         let mut firsts = Vec::new();
         for s in &subs {
             let mut taken = VecDeque::new();
-            assert!(s.core().take_queue(&mut taken, Waker::noop()));
+            assert!(s.core().outbox().take(&mut taken, Waker::noop()));
             assert_eq!(taken.len(), 1, "50 publishes merge into one slice");
-            firsts.push(taken.pop_front().map(Entry::into_bytes).unwrap_or_default());
+            firsts.push(taken.pop_front().unwrap_or_default());
         }
         assert!(
             firsts.windows(2).all(|w| w[0].as_ptr() == w[1].as_ptr()),
@@ -446,8 +566,8 @@ mod tests {
         assert_eq!(a.subscriptions().len(), 2);
         assert!(a.unsubscribe("x") && !a.unsubscribe("x"));
         assert_eq!(hub.subscriber_count("x"), 1);
-        a.core().leave_hub();
-        b.core().leave_hub();
+        a.core().end();
+        b.core().end();
         assert!(hub.topics().is_empty());
         assert!(!a.subscribe("z"), "a closed socket cannot subscribe");
         assert!(hub.topics().is_empty());
@@ -482,7 +602,7 @@ mod tests {
                         churner.subscribe("t");
                         churner.subscribe("other");
                         churner.unsubscribe("t");
-                        churner.core().leave_hub();
+                        churner.core().end();
                     }
                 });
             }

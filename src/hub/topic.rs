@@ -1,26 +1,23 @@
 //! One topic: its subscribers and the fan-out of a publish.
 //!
-//! Subscribers read one of three streams: plain frames shared by every
-//! socket without compression, frames compressed once by the shared
-//! compressor and shared by every socket using it, or frames made for that
-//! socket alone (a dedicated compressor, or a smaller window than the shared
-//! one). A publish appends to each shared stream's batch once.
+//! Subscribers read one of three lanes: plain frames shared by every socket
+//! without compression, frames compressed once by the shared compressor and
+//! shared by every socket using it, or frames made for that socket alone (a
+//! dedicated compressor, or a smaller window than the shared one). A publish
+//! appends to each shared lane's batch once.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::Waker;
 
 use bytes::{Bytes, BytesMut};
 use foldhash::HashMap;
 
-use super::batch::Batch;
+use super::{Lane, Subscriber};
 use crate::deflate::compress_shared;
+use crate::outbox::{Batch, COPY_LIMIT};
 use crate::protocol::frame::OpCode;
 use crate::protocol::{encode_header, encode_message_frame};
-use crate::socket::{COPY_LIMIT, Core, Stream};
-
-/// A socket as a topic sees it.
-pub(crate) trait Subscriber: Send + Sync {
-    fn core(&self) -> &Core;
-}
+use crate::{SendStatus, turn};
 
 /// A named topic and the sockets subscribed to it.
 pub(crate) struct Topic {
@@ -30,18 +27,18 @@ pub(crate) struct Topic {
 
 struct Member {
     socket: Arc<dyn Subscriber>,
-    stream: Stream,
+    lane: Lane,
 }
 
 impl Member {
     fn id(&self) -> u64 {
-        self.socket.core().id
+        self.socket.id()
     }
 }
 
-/// One stream many subscribers share: where its frames are appended now.
+/// One lane many subscribers share: where its frames are appended now.
 #[derive(Default)]
-struct SharedStream {
+struct SharedLane {
     batch: Option<Arc<Batch>>,
     members: usize,
 }
@@ -51,8 +48,8 @@ struct State {
     members: Vec<Member>,
     /// Socket id → position in `members`, for O(1) removal.
     index: HashMap<u64, usize>,
-    plain: SharedStream,
-    deflate: SharedStream,
+    plain: SharedLane,
+    deflate: SharedLane,
     /// Members that get frames made for them alone.
     own: usize,
     /// Dropped from the hub's map once empty: joining it again means finding
@@ -61,11 +58,11 @@ struct State {
 }
 
 impl State {
-    fn shared(&mut self, stream: Stream) -> Option<&mut SharedStream> {
-        match stream {
-            Stream::Plain => Some(&mut self.plain),
-            Stream::Deflate => Some(&mut self.deflate),
-            Stream::Own => None,
+    fn shared(&mut self, lane: Lane) -> Option<&mut SharedLane> {
+        match lane {
+            Lane::Plain => Some(&mut self.plain),
+            Lane::Deflate => Some(&mut self.deflate),
+            Lane::Own => None,
         }
     }
 }
@@ -96,15 +93,15 @@ impl Topic {
         if state.removed {
             return false;
         }
-        let id = socket.core().id;
+        let id = socket.id();
         if !state.index.contains_key(&id) {
-            let stream = socket.core().stream();
-            match state.shared(stream) {
+            let lane = socket.lane();
+            match state.shared(lane) {
                 Some(shared) => shared.members += 1,
                 None => state.own += 1,
             }
             let at = state.members.len();
-            state.members.push(Member { socket, stream });
+            state.members.push(Member { socket, lane });
             state.index.insert(id, at);
         }
         true
@@ -115,12 +112,13 @@ impl Topic {
         let mut state = self.lock();
         if let Some(at) = state.index.remove(&id) {
             let gone = state.members.swap_remove(at);
-            match state.shared(gone.stream) {
+            match state.shared(gone.lane) {
                 Some(shared) => {
                     shared.members -= 1;
-                    // Its cursor must not count for the members that remain.
+                    // Its cursor must not count for the members that remain;
+                    // what it covers so far stays queued and is delivered.
                     if let Some(batch) = &shared.batch {
-                        gone.socket.core().close_cursor_on(batch);
+                        gone.socket.outbox().leave_batch(batch);
                     }
                 }
                 None => state.own -= 1,
@@ -157,12 +155,28 @@ impl Topic {
         exclude: Option<u64>,
         compress: bool,
     ) -> usize {
+        let mut wake = Vec::new();
+        let reached = self.publish_locked(opcode, payload, exclude, compress, &mut wake);
+        turn::wake_all(wake);
+        reached
+    }
+
+    /// [`publish`](Self::publish) under the topic's lock; subscribers to
+    /// wake once it is released go to `wake`.
+    fn publish_locked(
+        &self,
+        opcode: OpCode,
+        payload: &Bytes,
+        exclude: Option<u64>,
+        compress: bool,
+        wake: &mut Vec<Waker>,
+    ) -> usize {
         let mut state = self.lock();
         let state = &mut *state;
         let sender = exclude.and_then(|id| state.index.get(&id)).map(|&at| {
             (
                 Arc::clone(&state.members[at].socket),
-                state.members[at].stream,
+                state.members[at].lane,
             )
         });
         let mut reached = 0;
@@ -170,8 +184,8 @@ impl Topic {
             reached += state
                 .members
                 .iter()
-                .filter(|m| m.stream == Stream::Own && Some(m.id()) != exclude)
-                .filter(|m| m.socket.core().deliver_own(opcode, payload, compress))
+                .filter(|m| m.lane == Lane::Own && Some(m.id()) != exclude)
+                .filter(|m| m.socket.send_own(opcode, payload, compress))
                 .count();
         }
         let plain = Frame {
@@ -182,12 +196,13 @@ impl Topic {
         reached += fan_out(
             &state.members,
             &mut state.plain,
-            Stream::Plain,
+            Lane::Plain,
             &plain,
             sender.as_ref(),
+            wake,
         );
         if state.deflate.members
-            > usize::from(sender.as_ref().is_some_and(|s| s.1 == Stream::Deflate))
+            > usize::from(sender.as_ref().is_some_and(|s| s.1 == Lane::Deflate))
         {
             let compressed = compress.then(|| compress_shared(15, payload)).flatten();
             let frame = match &compressed {
@@ -201,9 +216,10 @@ impl Topic {
             reached += fan_out(
                 &state.members,
                 &mut state.deflate,
-                Stream::Deflate,
+                Lane::Deflate,
                 &frame,
                 sender.as_ref(),
+                wake,
             );
         }
         reached
@@ -218,32 +234,34 @@ struct Frame<'a> {
     compressed: bool,
 }
 
-/// Queues `frame` to the members reading `kind` through `stream`'s batch,
+/// Queues `frame` to the members reading `kind` through `lane`'s batch,
 /// skipping `sender`; returns how many it reached.
 ///
-/// While every recipient's queue holds an open cursor into the batch, this
-/// appends the frame and touches no subscriber at all; the first publish
-/// into a batch opens the cursors (skipping sockets that are closing or over
-/// their backpressure limit).
+/// While every recipient's outbox holds an open cursor into the batch, this
+/// appends the frame and touches no subscriber at all (it only wakes those
+/// parked at the batch's end); the first publish into a batch opens the
+/// cursors (skipping sockets that are closing or over their backpressure
+/// limit).
 fn fan_out(
     members: &[Member],
-    stream: &mut SharedStream,
-    kind: Stream,
+    lane: &mut SharedLane,
+    kind: Lane,
     frame: &Frame<'_>,
-    sender: Option<&(Arc<dyn Subscriber>, Stream)>,
+    sender: Option<&(Arc<dyn Subscriber>, Lane)>,
+    wake: &mut Vec<Waker>,
 ) -> usize {
     let sender = sender
-        .filter(|(_, stream)| *stream == kind)
+        .filter(|(_, lane)| *lane == kind)
         .map(|(socket, _)| socket);
-    let exclude = sender.map(|s| s.core().id);
-    let recipients = stream.members - usize::from(sender.is_some());
+    let exclude = sender.map(|s| s.id());
+    let recipients = lane.members - usize::from(sender.is_some());
     if recipients == 0 {
         return 0;
     }
     let readers = || {
         members
             .iter()
-            .filter(move |m| m.stream == kind && Some(m.id()) != exclude)
+            .filter(move |m| m.lane == kind && Some(m.id()) != exclude)
     };
     if frame.payload.len() > COPY_LIMIT {
         // Large payloads are shared as they are, behind one shared header.
@@ -256,33 +274,40 @@ fn fan_out(
         );
         let head = head.freeze();
         return readers()
-            .filter(|m| m.socket.core().deliver_pair(&head, frame.payload))
+            .filter(|m| {
+                let sent = m
+                    .socket
+                    .outbox()
+                    .push(head.clone(), Some(frame.payload.clone()));
+                !matches!(sent, SendStatus::Dropped)
+            })
             .count();
     }
     // The sender's own message must fall outside its cursor.
-    if let (Some(sender), Some(batch)) = (sender, &stream.batch) {
-        sender.core().close_cursor_on(batch);
+    if let (Some(sender), Some(batch)) = (sender, &lane.batch) {
+        sender.outbox().leave_batch(batch);
     }
     let write = |buf: &mut BytesMut| {
         encode_message_frame(buf, frame.opcode, frame.compressed, frame.payload, None)
     };
     let (batch, appended) = loop {
-        if let Some(batch) = &stream.batch {
+        if let Some(batch) = &lane.batch {
             if let Some(appended) = batch.append(recipients, write) {
                 break (Arc::clone(batch), appended);
             }
         }
-        stream.batch = Some(Batch::new());
+        lane.batch = Some(Batch::new());
     };
+    wake.extend(appended.parked);
     let reached = if appended.all_covered {
         recipients
     } else {
         readers()
-            .filter(|m| m.socket.core().deliver_cursor(&batch, &appended.range))
+            .filter(|m| m.socket.outbox().join_batch(&batch, &appended.range))
             .count()
     };
     if let Some(sender) = sender {
-        sender.core().reopen_cursor(&batch, appended.range.end);
+        sender.outbox().rejoin_batch(&batch, appended.range.end);
     }
     reached
 }

@@ -1,16 +1,19 @@
 //! The socket handle: what handlers and other tasks use to talk to one peer.
 
-mod state;
+mod core;
+mod liveness;
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 
-pub(crate) use self::state::{COPY_LIMIT, Core, Entry, Settings, Stream};
+pub(crate) use self::core::{Core, Settings};
 use crate::Message;
-use crate::hub::Subscriber;
+use crate::hub::{Lane, Subscriber};
+use crate::outbox::Outbox;
 use crate::protocol::frame::OpCode;
 
 /// What happened to a message given to [`WebSocket::send`], as in Bun.
@@ -103,7 +106,7 @@ impl<T> WebSocket<T> {
 
     /// Where the socket stands in its life.
     pub fn ready_state(&self) -> ReadyState {
-        self.core().ready_state()
+        self.core().outbox().phase().ready_state()
     }
 
     /// The peer's IP address and port as the server saw them.
@@ -167,17 +170,17 @@ impl<T> WebSocket<T> {
     /// that may not be sent (1005, 1006, 1015, reserved ranges) sends a close
     /// frame without a code; the reason is cut to 123 bytes.
     pub fn close(&self, code: u16, reason: &str) {
-        self.core().begin_close(code, reason);
+        self.core().outbox().begin_close(code, reason);
     }
 
     /// Drops the connection at once, without a close frame; `close` runs with 1006.
     pub fn terminate(&self) {
-        self.core().terminate();
+        self.core().outbox().terminate();
     }
 
     /// Bytes queued and not yet written to the connection.
     pub fn buffered_amount(&self) -> usize {
-        self.core().buffered()
+        self.core().outbox().buffered()
     }
 
     /// Batches the sends made inside `f` into one write.
@@ -185,14 +188,14 @@ impl<T> WebSocket<T> {
     /// Sends made inside the handler's `open`, `message` and `drain` are
     /// batched already; `cork` is for sends from other tasks.
     pub fn cork<R>(&self, f: impl FnOnce(&Self) -> R) -> R {
-        struct Uncork<'a>(&'a Core);
+        struct Uncork<'a>(&'a Outbox);
         impl Drop for Uncork<'_> {
             fn drop(&mut self) {
                 self.0.uncork();
             }
         }
-        self.core().cork();
-        let _uncork = Uncork(self.core());
+        self.core().outbox().cork();
+        let _uncork = Uncork(self.core().outbox());
         f(self)
     }
 }
@@ -251,7 +254,23 @@ impl<T: Send + Sync + 'static> WebSocket<T> {
 }
 
 impl<T: Send + Sync + 'static> Subscriber for Socket<T> {
-    fn core(&self) -> &Core {
-        &self.core
+    fn id(&self) -> u64 {
+        self.core.id
+    }
+
+    fn lane(&self) -> Lane {
+        self.core.lane()
+    }
+
+    fn outbox(&self) -> &Outbox {
+        self.core.outbox()
+    }
+
+    fn send_own(&self, opcode: OpCode, payload: &Bytes, compress: bool) -> bool {
+        self.core.send_own(opcode, payload, compress)
+    }
+
+    fn sweep(&self, now: u32) -> Option<Duration> {
+        self.core.sweep(now)
     }
 }

@@ -1,0 +1,118 @@
+//! A socket's life as one state machine.
+//!
+//! Every transition happens under the outbox's lock, because what the socket
+//! accepts to queue depends on it (nothing after our close frame). The
+//! phase is mirrored in an atomic so the driver and the handle read it
+//! without the lock.
+//!
+//! ```text
+//!            expire_idle            close (ours, or echoing the peer's)
+//!   Open ───────────────▶ IdleExpired ──────────────▶ Closing ──┐
+//!    │ └──────────────────────────────────────────────────▲     │ end
+//!    │ terminate (from Open, IdleExpired or Closing)             ▼
+//!    └──────────────────▶ Terminated ─────────────────────▶ Closed
+//! ```
+
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use crate::ReadyState;
+
+/// Where a socket is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u8)]
+pub(crate) enum Phase {
+    /// Messages flow both ways.
+    Open = 0,
+    /// The idle sweeper found the socket silent past its timeout; the
+    /// driver closes it with 1001.
+    IdleExpired = 1,
+    /// Our close frame is queued: no data may follow; waiting for the peer's.
+    Closing = 2,
+    /// `terminate`: the driver drops the connection without a close frame.
+    Terminated = 3,
+    /// The connection is gone; nothing is written any more.
+    Closed = 4,
+}
+
+impl Phase {
+    fn from_u8(value: u8) -> Self {
+        match value {
+            0 => Self::Open,
+            1 => Self::IdleExpired,
+            2 => Self::Closing,
+            3 => Self::Terminated,
+            _ => Self::Closed,
+        }
+    }
+
+    /// What the browser API would call it.
+    pub(crate) fn ready_state(self) -> ReadyState {
+        match self {
+            Self::Open => ReadyState::Open,
+            Self::IdleExpired | Self::Closing | Self::Terminated => ReadyState::Closing,
+            Self::Closed => ReadyState::Closed,
+        }
+    }
+}
+
+/// The phase of one socket, readable without a lock.
+#[derive(Debug)]
+pub(crate) struct Lifecycle {
+    /// Written under the outbox's lock, read anywhere.
+    phase: AtomicU8,
+}
+
+impl Lifecycle {
+    pub(crate) fn new() -> Self {
+        Self {
+            phase: AtomicU8::new(Phase::Open as u8),
+        }
+    }
+
+    pub(crate) fn phase(&self) -> Phase {
+        Phase::from_u8(self.phase.load(Ordering::Acquire))
+    }
+
+    /// Whether a data frame (or our first close frame) may still be queued.
+    pub(crate) fn accepts_data(&self) -> bool {
+        self.phase() <= Phase::IdleExpired
+    }
+
+    /// Moves to `to` if the machine allows it from where it is; returns
+    /// whether it moved. Call with the outbox locked.
+    pub(crate) fn advance(&self, to: Phase) -> bool {
+        let from = self.phase();
+        let allowed = match to {
+            Phase::Open => false,
+            Phase::IdleExpired | Phase::Closing => from < to,
+            Phase::Terminated => from < Phase::Terminated,
+            Phase::Closed => from < Phase::Closed,
+        };
+        if allowed {
+            self.phase.store(to as u8, Ordering::Release);
+        }
+        allowed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn moves_only_forward() {
+        let life = Lifecycle::new();
+        assert!(life.accepts_data());
+        assert!(life.advance(Phase::IdleExpired));
+        assert!(!life.advance(Phase::IdleExpired), "once");
+        assert!(life.accepts_data(), "the driver still queues its close");
+        assert!(life.advance(Phase::Closing));
+        assert!(!life.accepts_data());
+        assert!(!life.advance(Phase::IdleExpired), "no way back");
+        assert!(life.advance(Phase::Terminated));
+        assert!(!life.advance(Phase::Closing));
+        assert!(life.advance(Phase::Closed));
+        assert!(!life.advance(Phase::Terminated));
+        assert_eq!(life.phase().ready_state(), ReadyState::Closed);
+    }
+}

@@ -1,0 +1,205 @@
+//! The untyped part of a socket, shared by its handles, its driver and the
+//! topics it subscribes to: who it is, how it compresses, its outbox (which
+//! holds its lifecycle), its liveness and its subscriptions.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+
+use super::liveness::{Liveness, Verdict};
+use crate::SendStatus;
+use crate::deflate::{Outgoing, compress_shared};
+use crate::hub::{HubInner, Lane, Subscriber, Topic};
+use crate::outbox::{COPY_LIMIT, Outbox, Phase};
+use crate::protocol::frame::{MAX_CONTROL_PAYLOAD, OpCode};
+use crate::protocol::{encode_frame, encode_header, encode_message_frame};
+
+/// Everything about a socket that is not its typed data.
+pub(crate) struct Core {
+    pub(crate) id: u64,
+    /// How outgoing messages are compressed; `None` when they are not.
+    deflate: Option<Box<Outgoing>>,
+    pub(crate) remote_addr: Option<SocketAddr>,
+    pub(crate) protocol: Option<Box<str>>,
+    pub(crate) hub: Arc<HubInner>,
+    pub(crate) publish_to_self: bool,
+    outbox: Outbox,
+    liveness: Liveness,
+    /// The topics this socket is subscribed to.
+    topics: Mutex<Vec<Arc<Topic>>>,
+}
+
+/// Settings a socket takes from its layer.
+pub(crate) struct Settings {
+    pub(crate) backpressure_limit: usize,
+    pub(crate) close_on_backpressure_limit: bool,
+    pub(crate) publish_to_self: bool,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) send_pings: bool,
+}
+
+impl Core {
+    pub(crate) fn new(
+        hub: Arc<HubInner>,
+        settings: Settings,
+        remote_addr: Option<SocketAddr>,
+        protocol: Option<Box<str>>,
+        deflate: Option<Outgoing>,
+    ) -> Self {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        Self {
+            id,
+            deflate: deflate.map(Box::new),
+            remote_addr,
+            protocol,
+            hub,
+            publish_to_self: settings.publish_to_self,
+            outbox: Outbox::new(
+                id,
+                settings.backpressure_limit,
+                settings.close_on_backpressure_limit,
+            ),
+            liveness: Liveness::new(settings.idle_timeout, settings.send_pings),
+            topics: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// What waits to be written, and the socket's lifecycle.
+    pub(crate) fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+
+    /// The driver read something: the peer is alive.
+    pub(crate) fn touch(&self) {
+        self.liveness.touch();
+    }
+
+    fn subscriptions(&self) -> MutexGuard<'_, Vec<Arc<Topic>>> {
+        self.topics.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Which of a topic's lanes this socket reads: the frames all plain
+    /// sockets share, those all shared-compressor sockets share, or its own.
+    pub(crate) fn lane(&self) -> Lane {
+        match self.deflate.as_deref() {
+            None => Lane::Plain,
+            Some(Outgoing::Shared { window: 15 }) => Lane::Deflate,
+            Some(_) => Lane::Own,
+        }
+    }
+
+    /// Queues a data message sent to this socket alone, compressed if asked
+    /// and negotiated.
+    pub(crate) fn send_data(&self, opcode: OpCode, payload: Bytes, compress: bool) -> SendStatus {
+        match (compress, self.deflate.as_deref()) {
+            (true, Some(Outgoing::Dedicated(deflater))) => {
+                // Held until queued: frames leave in the order the context saw them.
+                let mut deflater = deflater.lock();
+                match deflater.compress(&payload) {
+                    Some(compressed) => self.push_frame(opcode, compressed, true),
+                    None => self.push_frame(opcode, payload, false),
+                }
+            }
+            (true, Some(Outgoing::Shared { window })) => match compress_shared(*window, &payload) {
+                Some(compressed) => self.push_frame(opcode, compressed, true),
+                None => self.push_frame(opcode, payload, false),
+            },
+            _ => self.push_frame(opcode, payload, false),
+        }
+    }
+
+    /// Queues one frame of `payload` (already compressed when `compressed`).
+    fn push_frame(&self, opcode: OpCode, payload: Bytes, compressed: bool) -> SendStatus {
+        let mut head = BytesMut::new();
+        if payload.len() <= COPY_LIMIT {
+            encode_message_frame(&mut head, opcode, compressed, &payload, None);
+            self.outbox.push(head.freeze(), None)
+        } else {
+            encode_header(&mut head, opcode, compressed, payload.len());
+            self.outbox.push(head.freeze(), Some(payload))
+        }
+    }
+
+    /// Queues a ping or pong, unless the socket is closing or over its
+    /// backpressure limit: a peer that sends pings and never reads must not
+    /// grow a queue of pongs without bound.
+    pub(crate) fn send_control(&self, opcode: OpCode, payload: &[u8]) -> SendStatus {
+        let payload = &payload[..payload.len().min(MAX_CONTROL_PAYLOAD)];
+        let mut frame = BytesMut::new();
+        encode_frame(&mut frame, opcode, payload, None);
+        self.outbox.push(frame.freeze(), None)
+    }
+
+    /// The sweeper's look at this socket at `now`; returns how often it
+    /// wants looking at.
+    pub(crate) fn sweep(&self, now: u32) -> Option<Duration> {
+        match self.liveness.check(now) {
+            Verdict::Fine => {}
+            Verdict::Ping => {
+                self.send_control(OpCode::Ping, b"");
+            }
+            Verdict::Expired => self.outbox.expire_idle(),
+        }
+        self.liveness.check_every()
+    }
+
+    /// Subscribes to `name` through `me` (this socket as a subscriber);
+    /// false if already subscribed or closed.
+    pub(crate) fn subscribe(&self, name: &str, me: impl FnOnce() -> Arc<dyn Subscriber>) -> bool {
+        let mut topics = self.subscriptions();
+        // Checked under the subscriptions lock, which `leave_hub` takes
+        // after the outbox was shut: a subscribe either lands before and is
+        // undone there, or sees the socket closed.
+        if self.outbox.phase() == Phase::Closed || topics.iter().any(|t| t.name() == name) {
+            return false;
+        }
+        let topic = self.hub.subscribe(name, me());
+        topics.push(topic);
+        true
+    }
+
+    /// Leaves `name`; false if not subscribed.
+    pub(crate) fn unsubscribe(&self, name: &str) -> bool {
+        let mut topics = self.subscriptions();
+        let Some(at) = topics.iter().position(|t| t.name() == name) else {
+            return false;
+        };
+        let topic = topics.swap_remove(at);
+        drop(topics);
+        self.hub.unsubscribe(&topic, self.id);
+        true
+    }
+
+    pub(crate) fn is_subscribed(&self, name: &str) -> bool {
+        self.subscriptions().iter().any(|t| t.name() == name)
+    }
+
+    pub(crate) fn subscription_names(&self) -> Vec<String> {
+        self.subscriptions()
+            .iter()
+            .map(|t| t.name().to_owned())
+            .collect()
+    }
+
+    /// The connection is gone: shuts the outbox and leaves every topic for
+    /// good. Idempotent.
+    pub(crate) fn end(&self) {
+        self.outbox.shut();
+        let topics = std::mem::take(&mut *self.subscriptions());
+        for topic in topics {
+            self.hub.unsubscribe(&topic, self.id);
+        }
+    }
+
+    /// Queues a published message for a socket that compresses on its own.
+    pub(crate) fn send_own(&self, opcode: OpCode, payload: &Bytes, compress: bool) -> bool {
+        !matches!(
+            self.send_data(opcode, payload.clone(), compress),
+            SendStatus::Dropped
+        )
+    }
+}

@@ -1,0 +1,144 @@
+//! A socket task's *turn*: one poll of its future. Wake-ups that the turn
+//! causes (publishes reaching other sockets, sends to them) are held until
+//! the turn ends and then made together.
+//!
+//! On one thread this changes nothing: woken tasks run after the current
+//! one anyway. On many, it is what keeps a publisher's whole read together:
+//! a subscriber woken by the first of 50 published messages would otherwise
+//! start on another thread at once, write one message, park, and be woken
+//! again by the second — a wake-up and a write per subscriber per message
+//! (tokio queues a woken task on the waking thread and lets idle threads
+//! steal it). Held to the end of the turn, the 50 messages leave in one
+//! write per subscriber, as they do on one thread: cross-thread work per
+//! batch, not per message (uWebSockets defers its cross-loop work the same
+//! way, once per loop iteration).
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+thread_local! {
+    /// The wakers held by the turn running on this thread, if one is.
+    static HELD: RefCell<Held> = const { RefCell::new(Held { active: false, wakers: Vec::new() }) };
+}
+
+struct Held {
+    active: bool,
+    wakers: Vec<Waker>,
+}
+
+/// Wakes `waker` now, or at the end of the turn running on this thread.
+pub(crate) fn wake(waker: Waker) {
+    let waker = HELD.with(|held| match held.try_borrow_mut() {
+        Ok(mut held) if held.active => {
+            held.wakers.push(waker);
+            None
+        }
+        _ => Some(waker),
+    });
+    if let Some(waker) = waker {
+        waker.wake();
+    }
+}
+
+/// Wakes every waker of `wakers`, now or at the end of the turn.
+pub(crate) fn wake_all(wakers: Vec<Waker>) {
+    for waker in wakers {
+        wake(waker);
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Runs each poll of `fut` as a turn.
+    pub(crate) struct Turn<F> {
+        #[pin]
+        fut: F,
+    }
+}
+
+impl<F> Turn<F> {
+    pub(crate) fn new(fut: F) -> Self {
+        Self { fut }
+    }
+}
+
+impl<F: Future> Future for Turn<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let outer = HELD.with(|held| {
+            let mut held = held.borrow_mut();
+            std::mem::replace(&mut held.active, true)
+        });
+        // Ends the turn even if the poll panics (a handler's panic is caught
+        // inside, but a bug must not leave this thread holding wake-ups).
+        let _end = EndTurn { outer };
+        self.project().fut.poll(cx)
+    }
+}
+
+struct EndTurn {
+    /// A turn was already running (a nested poll): it makes the wake-ups.
+    outer: bool,
+}
+
+impl Drop for EndTurn {
+    fn drop(&mut self) {
+        if self.outer {
+            return;
+        }
+        let mut wakers = HELD.with(|held| {
+            let mut held = held.borrow_mut();
+            held.active = false;
+            std::mem::take(&mut held.wakers)
+        });
+        for waker in wakers.drain(..) {
+            waker.wake();
+        }
+        // Keep the allocation for the next turn on this thread.
+        HELD.with(|held| {
+            if let Ok(mut held) = held.try_borrow_mut() {
+                if held.wakers.capacity() < wakers.capacity() {
+                    held.wakers = wakers;
+                }
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::Wake;
+
+    use super::*;
+
+    struct Count(AtomicUsize);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn wakes_are_held_until_the_turn_ends() {
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(Arc::clone(&count));
+        let seen_inside = Arc::new(AtomicUsize::new(usize::MAX));
+        let inside = Arc::clone(&seen_inside);
+        let counted = Arc::clone(&count);
+        let mut turn = std::pin::pin!(Turn::new(async move {
+            wake(waker.clone());
+            wake(waker);
+            inside.store(counted.0.load(Ordering::SeqCst), Ordering::SeqCst);
+        }));
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(turn.as_mut().poll(&mut cx).is_ready());
+        assert_eq!(seen_inside.load(Ordering::SeqCst), 0, "held inside");
+        assert_eq!(count.0.load(Ordering::SeqCst), 2, "made at the end");
+        wake(Waker::from(Arc::clone(&count)));
+        assert_eq!(count.0.load(Ordering::SeqCst), 3, "outside a turn: at once");
+    }
+}
