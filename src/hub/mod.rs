@@ -278,6 +278,23 @@ impl HubInner {
         reached
     }
 
+    /// [`publish`](Self::publish) to a topic the caller holds (a socket
+    /// subscribed to it): no lookup in the shared map, whose lock and
+    /// reference counts every thread would otherwise touch per message.
+    pub(crate) fn publish_to(
+        &self,
+        topic: &Topic,
+        msg: &Message,
+        exclude: Option<u64>,
+        compress: bool,
+    ) -> usize {
+        let reached = topic.publish(opcode(msg), msg.payload(), exclude, compress);
+        if let Some(bridge) = &self.bridge {
+            bridge.forward(topic.name(), msg, compress);
+        }
+        reached
+    }
+
     /// Publishes `msg` to this hub's subscribers of `topic` but `exclude`.
     fn publish_local(
         &self,
@@ -289,12 +306,7 @@ impl HubInner {
         let Some(topic) = self.topic(topic) else {
             return 0;
         };
-        let opcode = if msg.is_text() {
-            OpCode::Text
-        } else {
-            OpCode::Binary
-        };
-        topic.publish(opcode, msg.payload(), exclude, compress)
+        topic.publish(opcode(msg), msg.payload(), exclude, compress)
     }
 
     /// Adds `subscriber` to `name`, creating the topic if needed.
@@ -400,6 +412,14 @@ impl HubInner {
             }
             notified.await;
         }
+    }
+}
+
+fn opcode(msg: &Message) -> OpCode {
+    if msg.is_text() {
+        OpCode::Text
+    } else {
+        OpCode::Binary
     }
 }
 

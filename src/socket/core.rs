@@ -10,12 +10,12 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 
 use super::liveness::{Liveness, Verdict};
-use crate::SendStatus;
 use crate::deflate::{Outgoing, compress_shared};
 use crate::hub::{HubInner, Lane, Subscriber, Topic};
 use crate::outbox::{COPY_LIMIT, Outbox, Phase};
 use crate::protocol::frame::{MAX_CONTROL_PAYLOAD, OpCode};
 use crate::protocol::{encode_frame, encode_header, encode_message_frame};
+use crate::{Message, SendStatus};
 
 /// Everything about a socket that is not its typed data.
 pub(crate) struct Core {
@@ -160,6 +160,20 @@ impl Core {
         let topic = self.hub.subscribe(name, me());
         topics.push(topic);
         true
+    }
+
+    /// Publishes to `name` from this socket (which it excludes unless it
+    /// publishes to itself).
+    pub(crate) fn publish(&self, name: &str, msg: &Message, compress: bool) -> usize {
+        let exclude = (!self.publish_to_self).then_some(self.id);
+        let topics = self.subscriptions();
+        if let Some(topic) = topics.iter().find(|t| t.name() == name) {
+            // In the topic ourselves: it stays in the hub at least while we
+            // hold this lock, so publish through our own handle on it.
+            return self.hub.publish_to(topic, msg, exclude, compress);
+        }
+        drop(topics);
+        self.hub.publish(name, msg, exclude, compress)
     }
 
     /// Leaves `name`; false if not subscribed.

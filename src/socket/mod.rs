@@ -247,9 +247,7 @@ impl<T: Send + Sync + 'static> WebSocket<T> {
     /// [`publish`](Self::publish), compressed only if `compress` is true
     /// (Bun's `publish(topic, message, compress)`).
     pub fn publish_with(&self, topic: &str, msg: impl Into<Message>, compress: bool) -> usize {
-        let core = self.core();
-        let exclude = (!core.publish_to_self).then_some(core.id);
-        core.hub.publish(topic, &msg.into(), exclude, compress)
+        self.core().publish(topic, &msg.into(), compress)
     }
 }
 
