@@ -2,9 +2,10 @@
 //! server per delivered message when its sockets are served by 1 thread and
 //! by 2 (or more).
 //!
-//! N clients join one room; each sends a burst of M messages, the server
-//! publishes every message to the whole room (sender included); a client
-//! sends its next burst once it has received all N×M messages of the round.
+//! N clients join one room (or each of R rooms has N clients); each sends a
+//! burst of M messages, the server publishes every message to the whole
+//! room (sender included); a client sends its next burst once it has
+//! received all N×M messages of the round.
 //! The server runs on a multi-thread tokio runtime with T workers (the
 //! default `#[tokio::main]` shape), pinned to cores 0..T; the clients run on
 //! one thread of their own, pinned to the last core (so on 2 cores, T=2
@@ -17,6 +18,7 @@
 //! ```text
 //! cargo bench --bench fanout                                 # T = 1, 2
 //! cargo bench --bench fanout -- --threads 1,2,4 --clients 32 --messages 50 --seconds 3 --reps 3
+//! cargo bench --bench fanout -- --rooms 4 --clients 8         # independent rooms
 //! cargo bench --bench fanout -- --no-pin                     # let the kernel place threads
 //! ```
 
@@ -24,6 +26,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use axum::Router;
+use axum::extract::Path;
 use axum::routing::get;
 use base64::Engine as _;
 use bytes::BytesMut;
@@ -40,23 +43,26 @@ const PAYLOAD: &[u8; 16] = b"fan-out message!";
 const SERVER_FRAME: usize = 2 + PAYLOAD.len();
 const SERVER_THREAD: &str = "fanout-server";
 
-struct Room;
+/// Every socket joins the room its path names and publishes what it gets
+/// there.
+struct Rooms;
 
-impl Handler for Room {
-    type Data = ();
+impl Handler for Rooms {
+    type Data = String;
 
-    async fn open(&self, ws: &WebSocket) {
-        ws.subscribe("room");
+    async fn open(&self, ws: &WebSocket<String>) {
+        ws.subscribe(ws.data());
         ws.send_binary(&b"ready"[..]);
     }
 
-    async fn message(&self, ws: &WebSocket, msg: Message) {
-        ws.publish("room", msg);
+    async fn message(&self, ws: &WebSocket<String>, msg: Message) {
+        ws.publish(ws.data(), msg);
     }
 }
 
 struct Options {
     threads: Vec<usize>,
+    rooms: usize,
     clients: usize,
     messages: usize,
     seconds: f64,
@@ -67,6 +73,7 @@ struct Options {
 fn options() -> Options {
     let mut options = Options {
         threads: vec![1, 2],
+        rooms: 1,
         clients: 32,
         messages: 50,
         seconds: 3.0,
@@ -81,6 +88,7 @@ fn options() -> Options {
             "--threads" => {
                 options.threads = value().split(',').filter_map(|t| t.parse().ok()).collect();
             }
+            "--rooms" => options.rooms = value().parse().unwrap_or(options.rooms),
             "--clients" => options.clients = value().parse().unwrap_or(options.clients),
             "--messages" => options.messages = value().parse().unwrap_or(options.messages),
             "--seconds" => options.seconds = value().parse().unwrap_or(options.seconds),
@@ -96,8 +104,8 @@ fn options() -> Options {
 fn main() {
     let options = options();
     println!(
-        "fan-out: {} clients in one room, {}-message bursts, {} s × {} runs per T",
-        options.clients, options.messages, options.seconds, options.reps
+        "fan-out: {} room(s) of {} clients, {}-message bursts, {} s × {} runs per T",
+        options.rooms, options.clients, options.messages, options.seconds, options.reps
     );
     println!(
         "{:>3} {:>14} {:>18} {:>10}",
@@ -148,9 +156,12 @@ fn run(threads: usize, options: &Options) -> Run {
     let addr = server.block_on(async {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("address");
-        let layer = WebSocketLayer::new(Room).config(Config::default().publish_to_self(true));
+        let layer = WebSocketLayer::new(Rooms).config(Config::default().publish_to_self(true));
         let app = Router::new()
-            .route("/", get(|up: Upgrade| async move { up.accept(()) }))
+            .route(
+                "/{room}",
+                get(|up: Upgrade<String>, Path(room): Path<String>| async move { up.accept(room) }),
+            )
             .layer(layer);
         tokio::spawn(async move { wshub::serve(listener, app).await });
         addr
@@ -194,8 +205,10 @@ fn pin_to(cores: &[usize]) {
 
 async fn drive(addr: SocketAddr, options: &Options) -> Run {
     let mut sockets = Vec::new();
-    for _ in 0..options.clients {
-        sockets.push(connect(addr).await);
+    for room in 0..options.rooms {
+        for _ in 0..options.clients {
+            sockets.push(connect(addr, room).await);
+        }
     }
     let mut burst = BytesMut::new();
     for _ in 0..options.messages {
@@ -235,12 +248,12 @@ async fn drive(addr: SocketAddr, options: &Options) -> Run {
 }
 
 /// Opens a WebSocket by hand and waits for the server's "ready".
-async fn connect(addr: SocketAddr) -> TcpStream {
+async fn connect(addr: SocketAddr, room: usize) -> TcpStream {
     let mut tcp = TcpStream::connect(addr).await.expect("connect");
     tcp.set_nodelay(true).expect("nodelay");
     let key = base64::engine::general_purpose::STANDARD.encode([7u8; 16]);
     let request = format!(
-        "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+        "GET /{room} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
     );
     tcp.write_all(request.as_bytes()).await.expect("handshake");
