@@ -44,6 +44,7 @@ async fn idle_timeout_reports_the_code_it_sent_to_close() {
     within(WAIT, async {
         let (addr, mut events) = probe_server(idle(300, false)).await;
         let mut client = connect(addr).await;
+        events.open().await;
 
         match recv(&mut client).await {
             Msg::Close(Some(frame)) => assert_eq!(u16::from(frame.code), 1001),
