@@ -423,8 +423,13 @@ pub struct RawWs {
 impl RawWs {
     /// Connects to `ws://addr/`.
     pub async fn connect(addr: SocketAddr) -> Self {
+        Self::connect_to(addr, "/").await
+    }
+
+    /// Connects to `ws://addr{path}`.
+    pub async fn connect_to(addr: SocketAddr, path: &str) -> Self {
         let mut tcp = TcpStream::connect(addr).await.unwrap();
-        tcp.write_all(&HttpRequest::upgrade("/").to_bytes())
+        tcp.write_all(&HttpRequest::upgrade(path).to_bytes())
             .await
             .unwrap();
         let mut read = BytesMut::new();
