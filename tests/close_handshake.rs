@@ -14,6 +14,7 @@ use wshub::Config;
 async fn client_closes(code: u16, reason: &'static str) -> (u16, (u16, String)) {
     let (addr, mut events) = probe_server(Config::default()).await;
     let mut client = connect(addr).await;
+    events.open().await;
     let frame = CloseFrame {
         code: CloseCode::from(code),
         reason: reason.into(),
@@ -54,6 +55,7 @@ async fn close_without_a_code_is_echoed_empty_and_reported_as_1005() {
     within(WAIT, async {
         let (addr, mut events) = probe_server(Config::default()).await;
         let mut raw = RawWs::connect(addr).await;
+        events.open().await;
         raw.write(&masked(FIN | CLOSE, b"")).await;
 
         assert_eq!(raw.bytes(2).await, [FIN | CLOSE, 0], "an empty close frame");

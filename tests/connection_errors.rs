@@ -19,6 +19,7 @@ async fn fails_with(wire: &[u8], code: u16, cause: ProtocolError) {
     within(WAIT, async {
         let (addr, mut events) = probe_server(Config::default().max_payload_length(LIMIT)).await;
         let mut raw = RawWs::connect(addr).await;
+        events.open().await;
         raw.write(wire).await;
 
         assert_eq!(
@@ -94,6 +95,7 @@ async fn default_limit_rejects_16_mib_plus_one_from_the_header() {
     within(WAIT, async {
         let (addr, mut events) = probe_server(Config::default()).await;
         let mut raw = RawWs::connect(addr).await;
+        events.open().await;
         raw.write(&masked_header(FIN | TEXT, (16 << 20) + 1)).await;
 
         assert_eq!(raw.close_frame().await.code, 1009);
@@ -139,6 +141,7 @@ async fn invalid_utf8_in_a_middle_fragment_fails_before_the_last_one() {
     within(WAIT, async {
         let (addr, mut events) = probe_server(Config::default()).await;
         let mut raw = RawWs::connect(addr).await;
+        events.open().await;
         raw.write(&masked(TEXT, "première ".as_bytes())).await;
         raw.write(&masked(CONTINUATION, b"bad \xff here")).await;
 
@@ -288,6 +291,7 @@ async fn panic_in_message_closes_with_1011() {
     within(WAIT, async {
         let (addr, mut events) = probe_server(Config::default()).await;
         let mut client = connect(addr).await;
+        events.open().await;
         send(&mut client, Msg::text("panic")).await;
 
         match recv(&mut client).await {

@@ -336,7 +336,7 @@ async fn route_answering_401_instead_of_accepting_opens_nothing() {
 }
 
 #[tokio::test]
-async fn first_offered_supported_subprotocol_is_selected() {
+async fn the_one_offered_and_supported_subprotocol_is_selected() {
     within(WAIT, async {
         let (addr, mut opened) = named_server().await;
         let mut request = format!("ws://{addr}/chat?name=cy")
@@ -348,6 +348,32 @@ async fn first_offered_supported_subprotocol_is_selected() {
         let (_client, response) = connect_with(request).await.unwrap();
 
         assert_eq!(response.headers()["sec-websocket-protocol"], "chat");
+        let seen = wait("open", opened.recv()).await.unwrap();
+        assert_eq!(seen.protocol.as_deref(), Some("chat"));
+    })
+    .await;
+}
+
+/// `Upgrade::protocols` picks by the server's order of preference: the
+/// route supports `chat` then `b`, the client prefers `b` then `chat`.
+#[tokio::test]
+async fn of_several_offered_and_supported_the_servers_first_is_selected() {
+    within(WAIT, async {
+        let (addr, mut opened) = named_server().await;
+        let mut request = format!("ws://{addr}/chat?name=cy")
+            .into_client_request()
+            .unwrap();
+        request
+            .headers_mut()
+            .insert("sec-websocket-protocol", "b, chat".parse().unwrap());
+        let (_client, response) = connect_with(request).await.unwrap();
+
+        let protocols: Vec<_> = response
+            .headers()
+            .get_all("sec-websocket-protocol")
+            .iter()
+            .collect();
+        assert_eq!(protocols, ["chat"]);
         let seen = wait("open", opened.recv()).await.unwrap();
         assert_eq!(seen.protocol.as_deref(), Some("chat"));
     })

@@ -3,7 +3,8 @@
 
 mod common;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -11,6 +12,7 @@ use axum::extract::Query;
 use axum::routing::{get, post};
 use common::*;
 use futures_util::StreamExt as _;
+use tokio::sync::{Barrier, watch};
 use wshub::{Config, Handler, Hub, Message, Upgrade, WebSocket, WebSocketLayer};
 
 /// Subscribes to the topics named in `?topics=a,b`; messages are commands:
@@ -251,55 +253,114 @@ async fn ten_thousand_connect_subscribe_disconnect_cycles_leave_no_trace() {
 
 /// Publishers on several tasks of the multi-thread runtime, while other
 /// sockets subscribe and unsubscribe: sockets subscribed throughout get
-/// every message, in each publisher's order.
+/// every message, once, in each publisher's order.
+///
+/// Publishing is fast and a churn cycle is a handshake and two round trips:
+/// left alone, the publishers would be done before the first churner is in.
+/// So they start together (a barrier), and each message waits for its share
+/// of the churn's steps (a watch channel): the publishes are spread over all
+/// of them, each step's right after a subscribe or unsubscribe is sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_publishes_with_racing_subscriptions_lose_nothing() {
+    const PUBLISHERS: usize = 4;
+    const MESSAGES: usize = 500;
+    const CYCLES: usize = 40;
+    /// Per cycle: joined (subscribed), `unsub` sent, `sub` sent, closed.
+    const STEPS: usize = 4 * CYCLES;
     within(Duration::from_secs(60), async {
-        const PUBLISHERS: usize = 4;
-        const MESSAGES: usize = 500;
         let (addr, hub) = room_server(Config::default()).await;
         let mut steady = Vec::new();
         for _ in 0..4 {
             steady.push(join(addr, "t").await);
         }
-        let churn = tokio::spawn(async move {
-            for _ in 0..40 {
-                let mut c = join(addr, "t").await;
-                say(&mut c, "unsub t").await;
-                say(&mut c, "sub t").await;
-                c.close(None).await.unwrap();
+        let start = Arc::new(Barrier::new(PUBLISHERS + 1));
+        let (step_tx, step) = watch::channel(0);
+        let churn = tokio::spawn({
+            let start = Arc::clone(&start);
+            async move {
+                start.wait().await;
+                for cycle in 0..CYCLES {
+                    let mut next = [0; PUBLISHERS];
+                    let mut c = join(addr, "t").await;
+                    step_tx.send_replace(4 * cycle + 1);
+                    say(&mut c, "unsub t").await;
+                    step_tx.send_replace(4 * cycle + 2);
+                    reply(&mut c, "unsubscribed t", &mut next).await;
+                    say(&mut c, "sub t").await;
+                    step_tx.send_replace(4 * cycle + 3);
+                    reply(&mut c, "subscribed t", &mut next).await;
+                    c.close(None).await.unwrap();
+                    step_tx.send_replace(4 * cycle + 4);
+                }
             }
         });
         let publishers: Vec<_> = (0..PUBLISHERS)
             .map(|p| {
-                let hub = hub.clone();
+                let (hub, start, mut step) = (hub.clone(), Arc::clone(&start), step.clone());
                 tokio::spawn(async move {
+                    start.wait().await;
+                    // The churn steps this publisher's messages went out in.
+                    let mut steps = BTreeSet::new();
                     for i in 0..MESSAGES {
+                        let due = i * STEPS / MESSAGES;
+                        let now = *step.wait_for(|s| *s >= due).await.unwrap();
                         hub.publish("t", format!("{p} {i}"));
-                        if i % 50 == 0 {
-                            tokio::task::yield_now().await;
-                        }
+                        steps.insert(now);
+                        tokio::task::yield_now().await;
                     }
+                    steps.len()
                 })
             })
             .collect();
-        for client in &mut steady {
-            let mut next = [0usize; PUBLISHERS];
-            while next.iter().sum::<usize>() < PUBLISHERS * MESSAGES {
-                let message = text(client).await;
-                let (p, i) = message.split_once(' ').unwrap();
-                let (p, i): (usize, usize) = (p.parse().unwrap(), i.parse().unwrap());
-                assert_eq!(i, next[p], "publisher {p} out of order");
-                next[p] += 1;
-            }
-        }
         for publisher in publishers {
-            publisher.await.unwrap();
+            let overlapped = publisher.await.unwrap();
+            assert!(
+                overlapped >= STEPS / 2,
+                "a publisher ran through {overlapped} of the churn's {STEPS} steps"
+            );
         }
         churn.await.unwrap();
         eventually("churners to leave", || hub.subscriber_count("t") == 4).await;
+
+        // Read to the end: every message once, in order, then "end".
+        assert_eq!(hub.publish("t", "end"), 4);
+        for client in &mut steady {
+            let mut next = [0; PUBLISHERS];
+            loop {
+                let message = text(client).await;
+                if message == "end" {
+                    break;
+                }
+                let (p, i) = published(&message);
+                assert_eq!(i, next[p], "publisher {p} out of order");
+                next[p] += 1;
+            }
+            assert_eq!(next, [MESSAGES; PUBLISHERS], "messages per publisher");
+        }
     })
     .await;
+}
+
+/// `"P I"`: message `I` of publisher `P`.
+fn published(message: &str) -> (usize, usize) {
+    message
+        .split_once(' ')
+        .and_then(|(p, i)| Some((p.parse().ok()?, i.parse().ok()?)))
+        .unwrap_or_else(|| panic!("expected a published message, got {message:?}"))
+}
+
+/// Reads up to the reply `want`; what was published before it must follow
+/// each publisher's order (with gaps while unsubscribed), from `next` on.
+async fn reply(client: &mut Client, want: &str, next: &mut [usize]) {
+    loop {
+        let message = text(client).await;
+        if message == want {
+            return;
+        }
+        let (p, i) = published(&message);
+        assert!(i >= next[p], "publisher {p}: {i} after {}", next[p] - 1);
+        next[p] = i + 1;
+    }
 }
 
 #[tokio::test]

@@ -3,12 +3,15 @@
 
 mod common;
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use axum::Router;
+use axum::routing::any;
 use common::*;
 use futures_util::{SinkExt as _, StreamExt as _};
-use wshub::Config;
 use wshub::protocol::Frame;
+use wshub::{Config, WebSocketLayer};
 
 fn idle(ms: u64, pings: bool) -> Config {
     Config::default()
@@ -44,6 +47,7 @@ async fn idle_timeout_reports_the_code_it_sent_to_close() {
     within(WAIT, async {
         let (addr, mut events) = probe_server(idle(300, false)).await;
         let mut client = connect(addr).await;
+        events.open().await;
 
         match recv(&mut client).await {
             Msg::Close(Some(frame)) => assert_eq!(u16::from(frame.code), 1001),
@@ -123,12 +127,62 @@ async fn client_traffic_resets_the_idle_timer() {
     .await;
 }
 
+/// `/off` with the idle timeout set to `short` and then disabled (so a
+/// setter that ignored `Duration::ZERO` would leave `short`), `/short` with
+/// `short`, both on one hub: one sweeper looks at every socket of both.
+async fn off_and_short_server(short: Duration) -> SocketAddr {
+    let (off, _) = Probe::new();
+    let (on, _) = Probe::new();
+    let short_layer = WebSocketLayer::new(on).config(idle(short.as_millis() as u64, true));
+    let off_layer = WebSocketLayer::new(off)
+        .config(idle(short.as_millis() as u64, true).idle_timeout(Duration::ZERO))
+        .with_hub(short_layer.hub());
+    let app = Router::new()
+        .route("/off", any(accept).layer(off_layer))
+        .route("/short", any(accept).layer(short_layer));
+    serve(app).await
+}
+
+/// The disabled socket is compared with siblings on the same hub: a silent
+/// one with a 300 ms timeout is pinged and closed, and one that answers its
+/// pings keeps the sweeper looking every ~40 ms, while the disabled one
+/// hears nothing for six of those timeouts, and is still served after.
+///
+/// The siblings connect first: the sweeper sets its pace when it wakes, so
+/// a short timeout that joins a hub sweeping at the disabled socket's pace
+/// (1 s) would wait for that.
 #[tokio::test]
 async fn zero_idle_timeout_never_pings_or_closes() {
+    const SHORT: Duration = Duration::from_millis(300);
     within(WAIT, async {
-        let (addr, _events) = probe_server(Config::default().idle_timeout(Duration::ZERO)).await;
-        let mut raw = RawWs::connect(addr).await;
-        raw.assert_quiet(Duration::from_millis(700)).await;
+        let addr = off_and_short_server(SHORT).await;
+        let (mut live, _) = connect_with(format!("ws://{addr}/short")).await.unwrap();
+        let mut silent = RawWs::connect_to(addr, "/short").await;
+        let mut off = RawWs::connect_to(addr, "/off").await;
+        let until = tokio::time::Instant::now() + 6 * SHORT;
+
+        let live = tokio::spawn(async move {
+            let mut pings = 0;
+            while let Ok(next) = tokio::time::timeout_at(until, live.next()).await {
+                match next {
+                    Some(Ok(Msg::Ping(_))) => {
+                        pings += 1;
+                        live.flush().await.unwrap(); // tungstenite's pong
+                    }
+                    other => panic!("expected only pings on /short, got {other:?}"),
+                }
+            }
+            pings
+        });
+        assert_eq!(silent.frame().await, Frame::Ping("".into()));
+        assert_eq!(silent.close_frame().await.code, 1001);
+
+        // Whatever the server sent since the handshake is read at once.
+        off.assert_quiet(until - tokio::time::Instant::now()).await;
+        let pings = live.await.unwrap();
+        assert!(pings >= 4, "{pings} pings on /short in {:?}", 6 * SHORT);
+        off.write(&masked(FIN | TEXT, b"still here")).await;
+        assert_eq!(off.message().await.as_text(), Some("still here"));
     })
     .await;
 }

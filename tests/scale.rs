@@ -77,7 +77,10 @@ async fn ten_thousand_idle_connections_are_held_and_served() {
     const N: usize = 10_000;
     raise_fd_limit(N as u64 + 1_000);
     within(Duration::from_secs(240), async {
-        let server = EchoServer::start("off").await;
+        // Two workers, as where the figure below was measured, whatever the
+        // machine: glibc gives threads that contend their own arenas, whose
+        // spare memory is not the connections'.
+        let server = EchoServer::start_with_workers("off", 2).await;
         let before = server.rss_kib();
         let mut clients = Vec::with_capacity(N);
         for _ in 0..N {
@@ -86,7 +89,10 @@ async fn ten_thousand_idle_connections_are_held_and_served() {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let held = server.rss_kib().saturating_sub(before) as f64 / N as f64;
         eprintln!("echo server RSS per idle connection: {held:.2} KiB");
-        assert!(held < 8.0, "{held:.2} KiB per idle connection");
+        // Measured 1.47 to 1.48 KiB (2 cores, the test profile, 2026-11-28):
+        // the bound leaves about 0.5 KiB on top, so a buffer or a timer of
+        // that size kept per idle socket fails it.
+        assert!(held < 2.0, "{held:.2} KiB per idle connection");
         // Every connection is alive and served.
         for client in &mut clients {
             client.write(&masked(0x81, b"still there?")).await;

@@ -67,6 +67,7 @@ async fn a_connection_logs_its_span_open_and_close_with_code_and_duration() {
         events.open().await;
         ws.write(&masked(0x81, b"hello")).await;
         assert_eq!(ws.message().await.as_text(), Some("hello"));
+        assert_eq!(events.message().await.as_text(), Some("hello"));
         // An unmasked client frame is a protocol error: 1002.
         ws.write(&unmasked(0x81, b"bad")).await;
         assert_eq!(ws.close_frame().await.code, 1002);
@@ -124,6 +125,10 @@ async fn nothing_is_logged_at_info_for_a_chatty_connection() {
         client.close(None).await.unwrap();
         // The server's answering close, then the end.
         assert!(matches!(recv(&mut client).await, Msg::Close(_)));
+        for i in 0..100 {
+            let seen = events.message().await;
+            assert_eq!(seen.as_text(), Some(format!("message {i}").as_str()));
+        }
         events.close().await;
     })
     .await;

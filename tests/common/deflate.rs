@@ -270,19 +270,24 @@ impl DeflateWs {
         }
     }
 
-    /// Reads until the server's close frame and returns its code, skipping
-    /// whatever data and control frames come before it.
+    /// The code of the server's close frame, which must be the next frame:
+    /// a message or a ping before it fails the test (read those first, with
+    /// [`message`](Self::message) or [`frame`](Self::frame)).
     pub async fn close_code(&mut self) -> u16 {
-        loop {
-            let frame = self.frame().await;
-            if frame.opcode == CLOSE {
-                return frame.close_code();
-            }
-        }
+        let frame = self.frame().await;
+        assert!(
+            frame.opcode == CLOSE,
+            "expected a close frame, got opcode {:#x} (fin {}, rsv1 {}) with {} bytes",
+            frame.opcode,
+            frame.fin,
+            frame.rsv1,
+            frame.payload.len()
+        );
+        frame.close_code()
     }
 
-    /// Reads until the close frame, answers it, and waits for the server
-    /// to end the connection; returns the close code.
+    /// The close frame, which must be the next frame, answered; waits for
+    /// the server to end the connection and returns the close code.
     pub async fn closed_with(&mut self) -> u16 {
         let code = self.close_code().await;
         // Answering may fail if the server already hung up: that is fine.
@@ -300,7 +305,7 @@ impl DeflateWs {
     }
 
     /// Starts the close handshake with `code`; returns the code the server
-    /// answers with, once it has ended the connection.
+    /// answers with (its next frame), once it has ended the connection.
     pub async fn close(&mut self, code: u16) -> u16 {
         self.write(&masked(FIN | CLOSE, &code.to_be_bytes())).await;
         let answer = self.close_code().await;

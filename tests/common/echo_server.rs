@@ -26,8 +26,30 @@ impl EchoServer {
     /// Starts the example with `compression` (`off`, `shared` or
     /// `dedicated`) on a free loopback port.
     pub async fn start(compression: &str) -> Self {
+        Self::spawn(compression, None).await
+    }
+
+    /// [`start`](Self::start) with `workers` runtime worker threads instead
+    /// of one per core (its `#[tokio::main]` reads `TOKIO_WORKER_THREADS`),
+    /// for figures that must not depend on the machine.
+    pub async fn start_with_workers(compression: &str, workers: usize) -> Self {
+        let server = Self::spawn(compression, Some(workers)).await;
+        // The main thread and the workers: no more workers than asked for.
+        let threads = server.status_field("Threads");
+        assert!(
+            threads <= workers as u64 + 1,
+            "the echo example runs {threads} threads with TOKIO_WORKER_THREADS={workers}"
+        );
+        server
+    }
+
+    async fn spawn(compression: &str, workers: Option<usize>) -> Self {
         let binary = example_binary("echo");
-        let mut process = Command::new(binary)
+        let mut command = Command::new(binary);
+        if let Some(workers) = workers {
+            command.env("TOKIO_WORKER_THREADS", workers.to_string());
+        }
+        let mut process = command
             .args(["127.0.0.1:0", compression])
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
@@ -76,7 +98,8 @@ impl EchoServer {
         self.status_field("VmRSS")
     }
 
-    /// A number from `/proc/<pid>/status` (memory fields are in KiB).
+    /// A number from `/proc/<pid>/status` (memory fields are in KiB, and
+    /// `Threads` is a count).
     fn status_field(&self, field: &str) -> u64 {
         status_kib(&self.pid().to_string(), field)
     }

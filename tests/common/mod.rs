@@ -251,34 +251,34 @@ impl Events {
         }
     }
 
-    /// The error passed to `error`, skipping everything before it but `close`.
+    /// The error passed to `error`, which must be the next handler call:
+    /// whatever comes first (`open` included) fails the test, so a caller
+    /// consumes what it expects before, by name.
     pub async fn error(&mut self) -> Error {
-        loop {
-            match self.next().await {
-                Event::Error(error) => return error,
-                Event::Close(code, reason) => {
-                    panic!("close ({code}, {reason:?}) came without an error")
-                }
-                _ => {}
-            }
+        match self.next().await {
+            Event::Error(error) => error,
+            other => panic!("expected error, got {other:?}"),
         }
     }
 
-    /// The code and reason given to `close`, skipping everything before it but errors.
+    /// The code and reason given to `close`, which must be the next handler
+    /// call: a message (or anything else) delivered before it fails the
+    /// test, so a test that says nothing reaches the handler after a close
+    /// can fail.
     pub async fn close(&mut self) -> (u16, String) {
-        loop {
-            match self.next().await {
-                Event::Close(code, reason) => return (code, reason),
-                Event::Error(error) => panic!("unexpected error before close: {error}"),
-                _ => {}
-            }
+        match self.next().await {
+            Event::Close(code, reason) => (code, reason),
+            other => panic!("expected close, got {other:?}"),
         }
     }
 
-    /// Fails if any handler method runs within `period`.
+    /// Fails if any handler method runs within `period`, and if the handler
+    /// is dropped (its server stopped): a closed channel is not silence.
     pub async fn assert_silent(&mut self, period: Duration) {
-        if let Ok(Some(event)) = tokio::time::timeout(period, self.0.recv()).await {
-            panic!("expected no handler call, got {event:?}");
+        match tokio::time::timeout(period, self.0.recv()).await {
+            Err(_elapsed) => {}
+            Ok(Some(event)) => panic!("expected no handler call, got {event:?}"),
+            Ok(None) => panic!("expected no handler call, but the handler is gone"),
         }
     }
 }
@@ -423,8 +423,13 @@ pub struct RawWs {
 impl RawWs {
     /// Connects to `ws://addr/`.
     pub async fn connect(addr: SocketAddr) -> Self {
+        Self::connect_to(addr, "/").await
+    }
+
+    /// Connects to `ws://addr{path}`.
+    pub async fn connect_to(addr: SocketAddr, path: &str) -> Self {
         let mut tcp = TcpStream::connect(addr).await.unwrap();
-        tcp.write_all(&HttpRequest::upgrade("/").to_bytes())
+        tcp.write_all(&HttpRequest::upgrade(path).to_bytes())
             .await
             .unwrap();
         let mut read = BytesMut::new();
