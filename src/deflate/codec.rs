@@ -261,6 +261,11 @@ struct Inflated {
 
 /// Feeds `input` through, growing `out` (never past `limit + 1` bytes);
 /// returns whether the deflate stream ended.
+///
+/// Every pass either grows `out`, or inflates into room it has, or returns:
+/// zlib takes input (of which there is a finite amount) or gives output (at
+/// most `limit + 1` bytes of it), and a pass that does neither with room to
+/// spare fails. So the loop ends, whatever the input and the limit.
 fn inflate_part(
     inflate: &mut Inflate,
     input: &[u8],
@@ -268,10 +273,17 @@ fn inflate_part(
     out: &mut Vec<u8>,
     written: &mut usize,
 ) -> Result<bool, InflateFailure> {
+    // One byte past the limit shows that a message is too big. Saturating:
+    // `usize::MAX` is a limit a user may set (`max_payload_length`), and
+    // `limit + 1` would overflow (a panic, or in release a capacity of 0 and
+    // a loop that never ends).
+    let capacity = limit.saturating_add(1);
     let mut read = 0;
     loop {
         if *written == out.len() {
-            let room = (limit + 1 - *written).min(CHUNK.max(*written));
+            // At least 1: `written <= limit` here (past it we returned), and
+            // a `Vec` never holds `usize::MAX` bytes.
+            let room = (capacity - *written).min(CHUNK.max(*written));
             out.resize(*written + room, 0);
         }
         let (in_before, out_before) = (inflate.total_in(), inflate.total_out());
@@ -391,6 +403,26 @@ mod tests {
             inflater.inflate(&compressed, 4095),
             Err(InflateFailure::TooBig)
         );
+    }
+
+    /// `max_payload_length(usize::MAX)` reaches the inflater as the limit:
+    /// `limit + 1` overflowed (a panic in debug builds, a loop that never
+    /// ended in release ones).
+    #[test]
+    fn the_largest_limit_inflates() {
+        let message = b"no limit, no limit, no limit at all".repeat(1000);
+        let compressed = compress_shared(15, &message).unwrap();
+        for mut inflater in [
+            Inflater::new(false, 15, false),
+            Inflater::new(true, 15, true),
+        ] {
+            assert_eq!(inflater.inflate(&compressed, usize::MAX).unwrap(), message);
+            assert_eq!(inflater.inflate(&[0x00], usize::MAX).unwrap(), b"");
+            assert_eq!(
+                inflater.inflate(&[0xff; 32], usize::MAX),
+                Err(InflateFailure::Invalid)
+            );
+        }
     }
 
     #[test]

@@ -164,7 +164,7 @@ impl Decoder {
         }
         if !header.opcode.is_control() {
             let so_far = self.fragments.as_ref().map_or(0, |f| f.buf.len()) as u64;
-            if so_far + header.len > self.max_payload as u64 {
+            if so_far.saturating_add(header.len) > self.max_payload as u64 {
                 return Err(ProtocolError::MessageTooBig {
                     limit: self.max_payload,
                 });
