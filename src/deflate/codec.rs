@@ -11,6 +11,8 @@ use zlib_rs::{
     Deflate, DeflateConfig, DeflateFlush, Inflate, InflateFlush, Method, Status, Strategy,
 };
 
+use crate::protocol::{InflateFailure, InflateMessage};
+
 /// What a sync flush ends with.
 const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 /// Output grows by at least this much at a time while inflating.
@@ -145,15 +147,6 @@ impl DeflaterGuard<'_> {
     }
 }
 
-/// Why a compressed message could not be inflated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum InflateFailure {
-    /// It inflates to more than the limit.
-    TooBig,
-    /// It is not valid deflate data.
-    Invalid,
-}
-
 thread_local! {
     /// The shared inflater of this thread (full window, reset per message).
     static SHARED_INFLATE: RefCell<Option<Box<Inflate>>> = const { RefCell::new(None) };
@@ -201,13 +194,10 @@ impl Inflater {
             Self::Shared
         }
     }
+}
 
-    /// Inflates one message, failing as soon as it grows past `limit` bytes.
-    pub(crate) fn inflate(
-        &mut self,
-        input: &[u8],
-        limit: usize,
-    ) -> Result<Vec<u8>, InflateFailure> {
+impl InflateMessage for Inflater {
+    fn inflate(&mut self, input: &[u8], limit: usize) -> Result<Vec<u8>, InflateFailure> {
         match self {
             Self::Shared => SHARED_INFLATE.with(|shared| {
                 let mut shared = shared
