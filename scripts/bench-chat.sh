@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Bun's chat-room benchmark against wshub, axum's extract::ws and Bun itself
-# (benches/chat_room): the throughput table, server memory per idle
+# (tools/chat-room): the throughput table, server memory per idle
 # connection, and fan-out latency. Needs 2+ cores; the servers run pinned to
 # core 0 and the load client to core 1.
 #
@@ -82,8 +82,8 @@ fi
 
 mkdir -p target
 out=target/bench-chat-$(date +%Y%m%d-%H%M%S).md
-cargo bench --bench chat_room --no-run
-bench() { cargo bench --quiet --bench chat_room -- "$@"; }
+cargo build --release -p chat-room
+bench() { cargo run --quiet --release -p chat-room -- "$@"; }
 
 # permessage-deflate: every deflate server is offered it by the clients, who
 # count the frames that arrive compressed (RSV1). The rss rows exchange one

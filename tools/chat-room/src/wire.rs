@@ -526,7 +526,7 @@ fn split_frames(buf: &[u8], each: &mut impl FnMut(u8, &[u8])) -> usize {
 }
 
 /// Checks the counter and the reader on frames of every length class split
-/// at every kind of boundary (`cargo bench --bench chat_room -- selftest`).
+/// at every kind of boundary (`chat-room selftest`).
 pub fn selftest() -> Result<(), String> {
     let mut wire = BytesMut::new();
     for len in [0, 5, 125, 126, 300, 70_000] {
@@ -570,4 +570,12 @@ pub fn selftest() -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn counter_reader_and_inflater_agree_on_split_frames() {
+        super::selftest().unwrap();
+    }
 }

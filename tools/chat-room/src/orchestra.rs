@@ -77,8 +77,7 @@ impl Common {
         command.args(["-c", &core]);
         if is_bun(kind) {
             let (bun, _) = self.bun.as_ref().ok_or("bun is not available")?;
-            let script =
-                Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/chat_room/server.bun.js");
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("server.bun.js");
             command
                 .arg(bun)
                 .arg(script)

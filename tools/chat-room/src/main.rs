@@ -8,16 +8,16 @@
 //! The result is messages received per second.
 //!
 //! ```text
-//! cargo bench --bench chat_room -- run               # the whole comparison
-//! cargo bench --bench chat_room -- run --servers wshub,bun --clients 32 --messages 50 --reps 1 --seconds 5
-//! cargo bench --bench chat_room -- rss               # server memory per idle connection
-//! cargo bench --bench chat_room -- run --servers wshub-deflate-shared,bun-deflate-shared
-//! cargo bench --bench chat_room -- rss --deflate --connections 1000 \
+//! cargo run --release -p chat-room -- run            # the whole comparison
+//! cargo run --release -p chat-room -- run --servers wshub,bun --clients 32 --messages 50 --reps 1 --seconds 5
+//! cargo run --release -p chat-room -- rss            # server memory per idle connection
+//! cargo run --release -p chat-room -- run --servers wshub-deflate-shared,bun-deflate-shared
+//! cargo run --release -p chat-room -- rss --deflate --connections 1000 \
 //!     --servers wshub,wshub-deflate-shared,wshub-deflate-dedicated,wshub-deflate-3kb
-//! cargo bench --bench chat_room -- latency           # fan-out latency to 1,000 subscribers
-//! cargo bench --bench chat_room -- slow              # 1 GiB into a room with a socket that never reads
-//! cargo bench --bench chat_room -- server wshub --addr 127.0.0.1:4001
-//! cargo bench --bench chat_room -- help
+//! cargo run --release -p chat-room -- latency        # fan-out latency to 1,000 subscribers
+//! cargo run --release -p chat-room -- slow           # 1 GiB into a room with a socket that never reads
+//! cargo run --release -p chat-room -- server wshub --addr 127.0.0.1:4001
+//! cargo run --release -p chat-room -- help
 //! ```
 //!
 //! One binary plays every role: the orchestrators (`run`, `rss`, `latency`, `slow`)
@@ -28,7 +28,6 @@ mod args;
 mod client;
 mod latency;
 mod orchestra;
-mod proc;
 mod rss;
 mod servers;
 mod slow;
@@ -39,9 +38,9 @@ use std::process::ExitCode;
 use args::Args;
 
 const USAGE: &str = "\
-chat_room — Bun's chat-room WebSocket benchmark for wshub, axum and Bun
+chat-room — Bun's chat-room WebSocket benchmark for wshub, axum and Bun
 
-usage: cargo bench --bench chat_room -- [COMMAND] [OPTIONS]
+usage: chat-room [COMMAND] [OPTIONS]   (cargo run --release -p chat-room -- ...)
 
 commands:
   run             the throughput table: every server × N × M × repetitions
@@ -82,7 +81,7 @@ servers:
                   so wshub's driver gets the TcpStream back (TCP_NODELAY, direct reads)
   axum            axum's extract::ws + tokio broadcast, as axum's examples/chat
   axum-batched    the same, forwarding everything queued with feed + one flush
-  bun             benches/chat_room/server.bun.js
+  bun             tools/chat-room/server.bun.js
   wshub-deflate-MODE, bun-deflate-MODE
                   the same with permessage-deflate, every message sent compressed.
                   MODE: one compressor both ways — disabled, shared, dedicated, 3kb, 4kb,
@@ -102,8 +101,6 @@ common options:
 
 fn main() -> ExitCode {
     let mut args = Args::from_env();
-    // Plain `cargo bench` runs every bench target: this one then only says
-    // how to start the (long) comparison.
     let command = args.command().unwrap_or_else(|| "help".to_owned());
     let result = match command.as_str() {
         "run" => orchestra::throughput(&mut args),
@@ -120,19 +117,12 @@ fn main() -> ExitCode {
             print!("{USAGE}");
             Ok(())
         }
-        other => {
-            // `cargo bench -- FILTER` hands every bench target the filter meant
-            // for the criterion benches: not an error for this one.
-            eprintln!(
-                "chat_room: nothing to do for `{other}` (see `cargo bench --bench chat_room -- help`)"
-            );
-            return ExitCode::SUCCESS;
-        }
+        other => Err(format!("unknown command `{other}` (see `chat-room help`)")),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("chat_room {command}: {error}");
+            eprintln!("chat-room {command}: {error}");
             ExitCode::FAILURE
         }
     }

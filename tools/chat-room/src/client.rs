@@ -8,12 +8,12 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use testkit::proc::{CpuMeter, CpuUse};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::Notify;
 
 use crate::args::Args;
-use crate::proc::{CpuMeter, CpuUse};
 use crate::wire::{
     Agreed, DEFLATE_OFFER, FrameCounter, FrameReader, Inflater, MESSAGES, RSV1, Rng, connect_with,
     encode_batch, name,
@@ -154,8 +154,8 @@ async fn run(opts: &Opts) -> Result<Value, String> {
         ));
     }
 
-    let client_cpu = CpuMeter::start(None);
-    let server_cpu = opts.server_pid.and_then(|pid| CpuMeter::start(Some(pid)));
+    let client_cpu = CpuMeter::start(std::process::id());
+    let server_cpu = opts.server_pid.and_then(CpuMeter::start);
     let start = Instant::now();
     let samples = Rc::new(RefCell::new(Vec::new()));
     let ticker = tokio::task::spawn_local(tick(Rc::clone(&shared), Rc::clone(&samples), start));

@@ -11,12 +11,9 @@ pub struct Args {
 
 impl Args {
     pub fn from_env() -> Self {
-        // Cargo adds `--bench` when it runs a bench target.
-        let rest = std::env::args()
-            .skip(1)
-            .filter(|a| a != "--bench")
-            .collect();
-        Self { rest }
+        Self {
+            rest: std::env::args().skip(1).collect(),
+        }
     }
 
     /// Takes the first argument if it is not an option.
@@ -87,7 +84,7 @@ impl Args {
             Ok(())
         } else {
             Err(format!(
-                "unknown arguments: {} (see `cargo bench --bench chat_room -- help`)",
+                "unknown arguments: {} (see `chat-room help`)",
                 self.rest.join(" ")
             ))
         }
