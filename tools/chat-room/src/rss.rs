@@ -166,14 +166,19 @@ pub fn client_main(args: &mut Args) -> Result<(), String> {
     let offer = deflate.then_some(DEFLATE_OFFER);
     runtime.block_on(async {
         let before = vm_rss_kib(pid).ok_or("cannot read the server's VmRSS")?;
-        let results: Vec<_> =
-            futures_util::stream::iter(0..connections)
-                .map(|i| async move {
-                    connect_with(addr, &name(i), &mut Rng::new(i as u64), offer).await
-                })
-                .buffer_unordered(CONCURRENCY)
-                .collect()
-                .await;
+        let results: Vec<_> = futures_util::stream::iter(0..connections)
+            .map(|i| async move {
+                connect_with(
+                    addr,
+                    &format!("name={}", name(i)),
+                    &mut Rng::new(i as u64),
+                    offer,
+                )
+                .await
+            })
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
         let failed = results.iter().filter(|s| s.is_err()).count();
         if let Some(Err(error)) = results.iter().find(|s| s.is_err()) {
             eprintln!("{failed} connections failed, the first with: {error}");

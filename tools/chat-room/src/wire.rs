@@ -143,14 +143,16 @@ pub async fn connect(
     name: &str,
     rng: &mut Rng,
 ) -> io::Result<(TcpStream, Vec<u8>)> {
-    let connected = connect_with(addr, name, rng, None).await?;
+    let connected = connect_with(addr, &format!("name={name}"), rng, None).await?;
     Ok((connected.stream, connected.early))
 }
 
-/// [`connect`], offering the extension `offer` (`Sec-WebSocket-Extensions`).
+/// [`connect`] to `ws://addr/?QUERY` (`name=NAME`, and `&room=ROOM` to join
+/// another room than the server's default), offering the extension `offer`
+/// (`Sec-WebSocket-Extensions`).
 pub async fn connect_with(
     addr: SocketAddr,
-    name: &str,
+    query: &str,
     rng: &mut Rng,
     offer: Option<&str>,
 ) -> io::Result<Connected> {
@@ -168,7 +170,7 @@ pub async fn connect_with(
         format!("Sec-WebSocket-Extensions: {offer}\r\n")
     });
     let request = format!(
-        "GET /?name={name} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n\
+        "GET /?{query} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n\
          Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\
          {extensions}\r\n"
     );
