@@ -272,19 +272,6 @@ async fn connect(addr: SocketAddr, room: usize) -> TcpStream {
 
 /// User and system CPU seconds of this process's server threads.
 fn server_cpu() -> f64 {
-    let ticks = 100.0; // USER_HZ on Linux
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return 0.0;
-    };
-    tasks
-        .flatten()
-        .filter_map(|task| std::fs::read_to_string(task.path().join("stat")).ok())
-        .filter(|stat| stat.contains(&format!("({SERVER_THREAD})")))
-        .filter_map(|stat| {
-            let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-            let user: f64 = fields.get(11)?.parse().ok()?;
-            let system: f64 = fields.get(12)?.parse().ok()?;
-            Some((user + system) / ticks)
-        })
-        .sum()
+    let cpu = testkit::proc::threads_cpu_time(SERVER_THREAD);
+    cpu.user + cpu.system
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Bun's chat-room benchmark against wshub, axum's extract::ws and Bun itself
-# (benches/chat_room): the throughput table, server memory per idle
+# (tools/chat-room): the throughput table, server memory per idle
 # connection, and fan-out latency. Needs 2+ cores; the servers run pinned to
 # core 0 and the load client to core 1.
 #
@@ -12,6 +12,9 @@
 #                                      # true), memory per connection by compression mode at
 #                                      # 1,000 (and 10,000) connections, and the publish bench
 #   DEFLATE_SERVERS=... RSS_SERVERS=... scripts/bench-chat.sh deflate   # other servers/modes
+#   scripts/bench-chat.sh multicore    # many cores: a room per client core, the server on
+#                                      # 1, 2, 4 … worker threads on the other half of the cores
+#   ROOMS=8 THREADS=1,2,4,8 SERVER_CORES=0-7 CLIENT_CORES=8-15 scripts/bench-chat.sh multicore
 #
 # Bun comes from npm into ~/.cache/wshub-bench (never into the repository);
 # without it the Bun rows are skipped.
@@ -25,9 +28,9 @@ CONNECTIONS=${CONNECTIONS:-10000}
 SUBSCRIBERS=${SUBSCRIBERS:-1000}
 SECTION=${1:-all}
 case $SECTION in
-    all | deflate) ;;
+    all | deflate | multicore) ;;
     quick) REPS=1 SECONDS_PER_RUN=3 CONNECTIONS=2000 SUBSCRIBERS=500 ;;
-    *) echo "usage: $0 [quick|deflate]" >&2; exit 2 ;;
+    *) echo "usage: $0 [quick|deflate|multicore]" >&2; exit 2 ;;
 esac
 
 for tool in taskset prlimit; do
@@ -53,19 +56,22 @@ find_bun() {
     done
     return 1
 }
-if ! BUN_BIN=$(find_bun); then
-    if command -v npm >/dev/null; then
-        echo "installing bun with npm into $BENCH_DIR" >&2
-        mkdir -p "$BENCH_DIR"
-        [[ -f $BENCH_DIR/package.json ]] || echo '{"private": true}' >"$BENCH_DIR/package.json"
-        packages=(bun)
-        if [[ $(uname -m) == x86_64 ]] && ! grep -qw avx2 /proc/cpuinfo; then
-            packages+=(@oven/bun-linux-x64-baseline)
-        fi
-        npm install --prefix "$BENCH_DIR" --no-audit --no-fund --loglevel=error "${packages[@]}" >&2 ||
-            echo "npm install bun failed" >&2
+install_bun() {
+    command -v npm >/dev/null || return 0
+    echo "installing bun with npm into $BENCH_DIR" >&2
+    mkdir -p "$BENCH_DIR"
+    [[ -f $BENCH_DIR/package.json ]] || echo '{"private": true}' >"$BENCH_DIR/package.json"
+    packages=(bun)
+    if [[ $(uname -m) == x86_64 ]] && ! grep -qw avx2 /proc/cpuinfo; then
+        packages+=(@oven/bun-linux-x64-baseline)
     fi
-    BUN_BIN=$(find_bun) || BUN_BIN=
+    npm install --prefix "$BENCH_DIR" --no-audit --no-fund --loglevel=error "${packages[@]}" >&2 ||
+        echo "npm install bun failed" >&2
+}
+# Bun runs one event loop: the multi-core table is wshub's alone.
+BUN_BIN=
+if [[ $SECTION != multicore ]]; then
+    BUN_BIN=$(find_bun) || { install_bun; BUN_BIN=$(find_bun) || BUN_BIN=; }
 fi
 bench_args=()
 if [[ -n $BUN_BIN ]]; then
@@ -73,7 +79,7 @@ if [[ -n $BUN_BIN ]]; then
     DEFLATE_SERVERS=${DEFLATE_SERVERS:-wshub-deflate-shared,bun-deflate-shared}
     RSS_SERVERS=${RSS_SERVERS:-wshub,wshub-deflate-shared,wshub-deflate-dedicated,wshub-deflate-3kb,wshub-deflate-256kb,bun,bun-deflate-shared,bun-deflate-dedicated,bun-deflate-3kb}
 else
-    echo "no working bun: the Bun rows are skipped" >&2
+    [[ $SECTION == multicore ]] || echo "no working bun: the Bun rows are skipped" >&2
     SERVERS=${SERVERS:-wshub,wshub-ct,axum,axum-batched}
     DEFLATE_SERVERS=${DEFLATE_SERVERS:-wshub-deflate-shared}
     RSS_SERVERS=${RSS_SERVERS:-wshub,wshub-deflate-shared,wshub-deflate-dedicated,wshub-deflate-3kb,wshub-deflate-256kb}
@@ -82,8 +88,8 @@ fi
 
 mkdir -p target
 out=target/bench-chat-$(date +%Y%m%d-%H%M%S).md
-cargo bench --bench chat_room --no-run
-bench() { cargo bench --quiet --bench chat_room -- "$@"; }
+cargo build --release -p chat-room
+bench() { cargo run --quiet --release -p chat-room -- "$@"; }
 
 # permessage-deflate: every deflate server is offered it by the clients, who
 # count the frames that arrive compressed (RSV1). The rss rows exchange one
@@ -109,6 +115,11 @@ deflate_section() {
     echo "# wshub chat-room benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
     if [[ $SECTION == deflate ]]; then
         deflate_section
+    elif [[ $SECTION == multicore ]]; then
+        bench multicore --reps "$REPS" --seconds "$SECONDS_PER_RUN" \
+            ${ROOMS:+--rooms "$ROOMS"} ${THREADS:+--threads "$THREADS"} \
+            ${SERVER_CORES:+--server-cores "$SERVER_CORES"} ${CLIENT_CORES:+--client-cores "$CLIENT_CORES"} \
+            ${CLIENTS:+--clients "$CLIENTS"} ${MESSAGES:+--messages "$MESSAGES"}
     else
         bench run "${bench_args[@]}" --reps "$REPS" --seconds "$SECONDS_PER_RUN" \
             ${CLIENTS:+--clients "$CLIENTS"} ${MESSAGES:+--messages "$MESSAGES"}

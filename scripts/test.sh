@@ -7,5 +7,6 @@ cd "$(dirname "$0")/.."
 command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
 # tests/deflate.rs checks permessage-deflate against Python's `websockets`.
 python3 -c 'import websockets' 2>/dev/null || python3 -m pip install websockets
-cargo test --all-features
+# --workspace: also the tools' own tests (tools/chat-room, tools/testkit).
+cargo test --workspace --all-features
 scripts/autobahn.sh

@@ -7,8 +7,8 @@ use bytes::Bytes;
 use http::HeaderValue;
 
 use crate::Compression;
-use crate::deflate::{self, InflateFailure};
-use crate::protocol::{Decoder, Role};
+use crate::deflate;
+use crate::protocol::{Decoder, InflateFailure, InflateMessage as _, Role};
 
 /// Why [`Inflater::inflate`] failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -303,7 +303,8 @@ where
     }
 }
 
-/// Why a request could not become a WebSocket, with the response it gets.
+/// Why a request could not become a WebSocket, with the response it gets;
+/// also the rejection of the [`Hub`](crate::Hub) extractor.
 ///
 /// A malformed handshake is the client's fault (4xx); a missing layer or a
 /// mismatched data type is the server's (500), with a message that says what
@@ -319,6 +320,12 @@ pub enum UpgradeRejection {
         "`Upgrade` needs `WebSocketLayer`: add `.layer(WebSocketLayer::new(handler))` to the router or route"
     )]
     MissingLayer,
+    /// The route extracts [`Hub`](crate::Hub) but the request did not pass a
+    /// `WebSocketLayer`.
+    #[error(
+        "`Hub` needs `WebSocketLayer`: add `.layer(WebSocketLayer::new(handler))` to the router or route"
+    )]
+    HubMissingLayer,
     /// The extractor's data type is not the layer's `Handler::Data`.
     #[error("`Upgrade<{extractor}>` does not match the layer's `Handler::Data = {layer}`")]
     DataTypeMismatch {
@@ -341,9 +348,10 @@ impl UpgradeRejection {
             }
             Self::Handshake(HandshakeError::MethodNotGet) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Handshake(_) => StatusCode::BAD_REQUEST,
-            Self::MissingLayer | Self::DataTypeMismatch { .. } | Self::NotUpgradable => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            Self::MissingLayer
+            | Self::HubMissingLayer
+            | Self::DataTypeMismatch { .. }
+            | Self::NotUpgradable => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }

@@ -17,7 +17,7 @@ use common::*;
 use tower_http::trace::TraceLayer;
 use tower_http::validate_request::ValidateRequestHeaderLayer;
 use tungstenite::client::IntoClientRequest;
-use wshub::WebSocketLayer;
+use wshub::{Hub, WebSocketLayer};
 
 /// Lets through only `Authorization: Bearer secret`.
 #[expect(
@@ -129,6 +129,31 @@ async fn route_layer_covers_only_the_routes_before_it() {
         let late = HttpRequest::upgrade("/late").send(addr).await;
         assert_eq!(late.status, 500);
         assert!(late.body.contains("WebSocketLayer"), "{}", late.body);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn hub_extractor_without_the_layer_is_a_500_naming_hub_and_the_layer() {
+    within(WAIT, async {
+        let (probe, _events) = Probe::new();
+        let app = Router::new()
+            .route(
+                "/with",
+                get(|hub: Hub| async move { hub.connections().to_string() }),
+            )
+            .layer(WebSocketLayer::new(probe))
+            .route("/without", get(|_: Hub| async { "unreachable" }));
+        let addr = serve(app).await;
+
+        let with = HttpRequest::new("GET", "/with").send(addr).await;
+        assert_eq!((with.status, with.body.as_str()), (200, "0"));
+        let without = HttpRequest::new("GET", "/without").send(addr).await;
+        assert_eq!(without.status, 500);
+        let body = without.body;
+        assert!(body.contains("`Hub`"), "{body}");
+        assert!(body.contains("WebSocketLayer"), "{body}");
+        assert!(!body.contains("Upgrade"), "{body}");
     })
     .await;
 }

@@ -1001,6 +1001,33 @@ async fn messages_that_inflate_to_exactly_the_limit_pass_one_byte_more_does_not(
     .await;
 }
 
+/// `max_payload_length(usize::MAX)` with compression: the inflater's limit
+/// used to overflow (`limit + 1`), which panicked the connection in debug
+/// builds and spun it forever in release ones.
+#[tokio::test]
+async fn the_largest_payload_limit_echoes_compressed_messages() {
+    within(Duration::from_secs(60), async {
+        let config = Config::default()
+            .max_payload_length(usize::MAX)
+            .per_message_deflate(true);
+        let addr = echo_server(config).await;
+        let mut client = DeflateWs::connect(addr, "/", Some("permessage-deflate")).await;
+        assert_eq!(client.extensions.as_deref(), Some(SHARED_ANSWER));
+        let mut deflater = ClientDeflater::new(15, false);
+        let mut inflater = ClientInflater::new(false);
+        for text in ["small", &"no limit at all, ".repeat(10_000)] {
+            client
+                .send(TEXT, text.as_bytes(), Some(&mut deflater))
+                .await;
+            let echo = client.message().await;
+            assert!(echo.rsv1 && echo.opcode == TEXT, "{echo:?}");
+            assert_same_payload(&content(&echo, &mut inflater), text.as_bytes());
+        }
+        assert_eq!(client.close(1000).await, 1000);
+    })
+    .await;
+}
+
 /// Peak memory of the echo example (a separate process, 16 MiB limit)
 /// while bombs hit it, checked against that limit.
 async fn bomb_memory(mode: &str) {

@@ -1,7 +1,7 @@
 //! Many sockets: 10,000 idle connections held at once, and 1,000 clients
 //! chatting with random disconnects and reconnects, after which the hub is
 //! back to empty. (Server memory per connection is measured in release
-//! builds by `cargo bench --bench chat_room -- rss`.)
+//! builds by `tools/chat-room`: `cargo run --release -p chat-room -- rss`.)
 
 mod common;
 
@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::routing::get;
 use common::echo_server::EchoServer;
-use common::process::status_kib;
 use common::*;
 use wshub::{Handler, Hub, Message, Upgrade, WebSocket, WebSocketLayer};
 
@@ -75,7 +74,7 @@ async fn settle(what: &str, hub: &Hub, check: impl Fn(&Hub) -> bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_idle_connections_are_held_and_served() {
     const N: usize = 10_000;
-    raise_fd_limit(N as u64 + 1_000);
+    testkit::raise_nofile(N as u64 + 1_000).unwrap();
     within(Duration::from_secs(240), async {
         // Two workers, as where the figure below was measured, whatever the
         // machine: glibc gives threads that contend their own arenas, whose
@@ -117,7 +116,7 @@ async fn a_thousand_clients_chatting_with_random_reconnects_leave_no_trace() {
     /// What the measured round may leave above the warm-up's: a leak of
     /// 400 bytes per reconnect (about 20,000 in 60 s) would exceed it.
     const SLACK_KIB: u64 = 8 * 1024;
-    raise_fd_limit(4 * CLIENTS as u64);
+    testkit::raise_nofile(4 * CLIENTS as u64).unwrap();
     let secs = std::env::var("WSHUB_SOAK_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -126,7 +125,7 @@ async fn a_thousand_clients_chatting_with_random_reconnects_leave_no_trace() {
         let (addr, hub, stats) = chat_server().await;
         soak(addr, CLIENTS, Duration::from_secs(10)).await;
         settle("every socket to close", &hub, |h| h.connections() == 0).await;
-        let warm = status_kib("self", "VmRSS");
+        let warm = own_rss_kib();
 
         let reconnects = soak(addr, CLIENTS, Duration::from_secs(secs)).await;
         settle("every socket to close", &hub, |h| h.connections() == 0).await;
@@ -139,7 +138,7 @@ async fn a_thousand_clients_chatting_with_random_reconnects_leave_no_trace() {
         );
         assert!(stats.messages.load(Ordering::Relaxed) > CLIENTS * secs as usize);
         assert!(reconnects >= CLIENTS);
-        let after = status_kib("self", "VmRSS");
+        let after = own_rss_kib();
         eprintln!(
             "soak: {reconnects} reconnects, {} messages in {secs} s; \
              RSS after warm-up {warm} KiB, after the soak {after} KiB",
@@ -195,4 +194,9 @@ async fn soak(addr: std::net::SocketAddr, clients: usize, run_for: Duration) -> 
         task.await.unwrap();
     }
     reconnects.load(Ordering::Relaxed)
+}
+
+/// This test process's resident memory, in KiB.
+fn own_rss_kib() -> u64 {
+    testkit::proc::vm_rss_kib(std::process::id()).expect("VmRSS in /proc/<pid>/status")
 }

@@ -108,7 +108,7 @@ async fn shutdown_delivers_what_was_queued_then_closes_every_socket_with_1001() 
 async fn shutdown_of_a_thousand_answering_sockets_does_not_wait_out_the_grace() {
     const SOCKETS: usize = 1000;
     const GRACE: Duration = Duration::from_secs(10);
-    raise_fd_limit(4 * SOCKETS as u64);
+    testkit::raise_nofile(4 * SOCKETS as u64).unwrap();
     within(Duration::from_secs(60), async {
         let counting = Arc::new(Counting::default());
         let layer = WebSocketLayer::new(Room(Arc::clone(&counting)));

@@ -11,6 +11,8 @@ use zlib_rs::{
     Deflate, DeflateConfig, DeflateFlush, Inflate, InflateFlush, Method, Status, Strategy,
 };
 
+use crate::protocol::{InflateFailure, InflateMessage};
+
 /// What a sync flush ends with.
 const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 /// Output grows by at least this much at a time while inflating.
@@ -145,15 +147,6 @@ impl DeflaterGuard<'_> {
     }
 }
 
-/// Why a compressed message could not be inflated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum InflateFailure {
-    /// It inflates to more than the limit.
-    TooBig,
-    /// It is not valid deflate data.
-    Invalid,
-}
-
 thread_local! {
     /// The shared inflater of this thread (full window, reset per message).
     static SHARED_INFLATE: RefCell<Option<Box<Inflate>>> = const { RefCell::new(None) };
@@ -201,13 +194,10 @@ impl Inflater {
             Self::Shared
         }
     }
+}
 
-    /// Inflates one message, failing as soon as it grows past `limit` bytes.
-    pub(crate) fn inflate(
-        &mut self,
-        input: &[u8],
-        limit: usize,
-    ) -> Result<Vec<u8>, InflateFailure> {
+impl InflateMessage for Inflater {
+    fn inflate(&mut self, input: &[u8], limit: usize) -> Result<Vec<u8>, InflateFailure> {
         match self {
             Self::Shared => SHARED_INFLATE.with(|shared| {
                 let mut shared = shared
@@ -261,6 +251,11 @@ struct Inflated {
 
 /// Feeds `input` through, growing `out` (never past `limit + 1` bytes);
 /// returns whether the deflate stream ended.
+///
+/// Every pass either grows `out`, or inflates into room it has, or returns:
+/// zlib takes input (of which there is a finite amount) or gives output (at
+/// most `limit + 1` bytes of it), and a pass that does neither with room to
+/// spare fails. So the loop ends, whatever the input and the limit.
 fn inflate_part(
     inflate: &mut Inflate,
     input: &[u8],
@@ -268,10 +263,17 @@ fn inflate_part(
     out: &mut Vec<u8>,
     written: &mut usize,
 ) -> Result<bool, InflateFailure> {
+    // One byte past the limit shows that a message is too big. Saturating:
+    // `usize::MAX` is a limit a user may set (`max_payload_length`), and
+    // `limit + 1` would overflow (a panic, or in release a capacity of 0 and
+    // a loop that never ends).
+    let capacity = limit.saturating_add(1);
     let mut read = 0;
     loop {
         if *written == out.len() {
-            let room = (limit + 1 - *written).min(CHUNK.max(*written));
+            // At least 1: `written <= limit` here (past it we returned), and
+            // a `Vec` never holds `usize::MAX` bytes.
+            let room = (capacity - *written).min(CHUNK.max(*written));
             out.resize(*written + room, 0);
         }
         let (in_before, out_before) = (inflate.total_in(), inflate.total_out());
@@ -391,6 +393,26 @@ mod tests {
             inflater.inflate(&compressed, 4095),
             Err(InflateFailure::TooBig)
         );
+    }
+
+    /// `max_payload_length(usize::MAX)` reaches the inflater as the limit:
+    /// `limit + 1` overflowed (a panic in debug builds, a loop that never
+    /// ended in release ones).
+    #[test]
+    fn the_largest_limit_inflates() {
+        let message = b"no limit, no limit, no limit at all".repeat(1000);
+        let compressed = compress_shared(15, &message).unwrap();
+        for mut inflater in [
+            Inflater::new(false, 15, false),
+            Inflater::new(true, 15, true),
+        ] {
+            assert_eq!(inflater.inflate(&compressed, usize::MAX).unwrap(), message);
+            assert_eq!(inflater.inflate(&[0x00], usize::MAX).unwrap(), b"");
+            assert_eq!(
+                inflater.inflate(&[0xff; 32], usize::MAX),
+                Err(InflateFailure::Invalid)
+            );
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@
 mod codec;
 mod negotiate;
 
-pub(crate) use self::codec::{Deflater, InflateFailure, Inflater, compress_shared};
+pub(crate) use self::codec::{Deflater, Inflater, compress_shared};
 pub(crate) use self::negotiate::{Negotiated, negotiate};
 
 /// How one socket's outgoing messages are compressed.

@@ -452,7 +452,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Hub {
             .extensions
             .get::<Hub>()
             .cloned()
-            .ok_or(crate::UpgradeRejection::MissingLayer)
+            .ok_or(crate::UpgradeRejection::HubMissingLayer)
     }
 }
 

@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Child, ChildStdout, Command, Stdio};
 
-use super::process::{example_binary, status_kib};
+use super::process::example_binary;
 
 /// A running `echo` example, killed when dropped.
 pub struct EchoServer {
@@ -101,6 +101,7 @@ impl EchoServer {
     /// A number from `/proc/<pid>/status` (memory fields are in KiB, and
     /// `Threads` is a count).
     fn status_field(&self, field: &str) -> u64 {
-        status_kib(&self.pid().to_string(), field)
+        testkit::proc::status_kib(self.pid(), field)
+            .unwrap_or_else(|| panic!("no {field} in /proc/{}/status", self.pid()))
     }
 }

@@ -768,29 +768,3 @@ pub mod chat_server;
 pub mod deflate;
 pub mod echo_server;
 pub mod process;
-
-/// Raises this process's soft open-file limit to its hard limit, which must
-/// allow at least `needed` descriptors. (Only the soft limit moves: tests in
-/// this file run in parallel in one process.)
-pub fn raise_fd_limit(needed: u64) {
-    let limits = std::fs::read_to_string("/proc/self/limits").expect("/proc/self/limits");
-    let hard: u64 = limits
-        .lines()
-        .find(|l| l.starts_with("Max open files"))
-        .and_then(|l| l.split_whitespace().nth(4))
-        .and_then(|v| v.parse().ok())
-        .expect("the hard open-file limit");
-    assert!(
-        hard >= needed,
-        "the hard open-file limit is {hard}; this test needs {needed}"
-    );
-    let pid = std::process::id().to_string();
-    let status = std::process::Command::new("prlimit")
-        .args(["--pid", &pid, &format!("--nofile={hard}:{hard}")])
-        .status()
-        .expect("prlimit (util-linux) must be installed");
-    assert!(
-        status.success(),
-        "could not raise the open-file limit to {hard}"
-    );
-}

@@ -1,5 +1,5 @@
 //! The examples as users run them: their binaries, built with the test's
-//! profile, and what `/proc` says about a running process.
+//! profile. (What `/proc` says about a process is `testkit::proc`.)
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -42,16 +42,4 @@ pub fn example_binary(name: &'static str) -> &'static PathBuf {
     let binary: &'static PathBuf = Box::leak(Box::new(binary));
     built.push((name, binary));
     binary
-}
-
-/// A number from `/proc/<process>/status` (`process` is a pid or `self`;
-/// memory fields are in KiB).
-pub fn status_kib(process: &str, field: &str) -> u64 {
-    let path = format!("/proc/{process}/status");
-    let status = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"));
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|value| value.split_whitespace().next()?.parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in {path}"))
 }

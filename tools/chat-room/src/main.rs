@@ -8,27 +8,41 @@
 //! The result is messages received per second.
 //!
 //! ```text
-//! cargo bench --bench chat_room -- run               # the whole comparison
-//! cargo bench --bench chat_room -- run --servers wshub,bun --clients 32 --messages 50 --reps 1 --seconds 5
-//! cargo bench --bench chat_room -- rss               # server memory per idle connection
-//! cargo bench --bench chat_room -- run --servers wshub-deflate-shared,bun-deflate-shared
-//! cargo bench --bench chat_room -- rss --deflate --connections 1000 \
+//! cargo run --release -p chat-room -- run            # the whole comparison
+//! cargo run --release -p chat-room -- run --servers wshub,bun --clients 32 --messages 50 --reps 1 --seconds 5
+//! cargo run --release -p chat-room -- rss            # server memory per idle connection
+//! cargo run --release -p chat-room -- run --servers wshub-deflate-shared,bun-deflate-shared
+//! cargo run --release -p chat-room -- rss --deflate --connections 1000 \
 //!     --servers wshub,wshub-deflate-shared,wshub-deflate-dedicated,wshub-deflate-3kb
-//! cargo bench --bench chat_room -- latency           # fan-out latency to 1,000 subscribers
-//! cargo bench --bench chat_room -- slow              # 1 GiB into a room with a socket that never reads
-//! cargo bench --bench chat_room -- server wshub --addr 127.0.0.1:4001
-//! cargo bench --bench chat_room -- help
+//! cargo run --release -p chat-room -- latency        # fan-out latency to 1,000 subscribers
+//! cargo run --release -p chat-room -- slow           # 1 GiB into a room with a socket that never reads
+//! cargo run --release -p chat-room -- server wshub --addr 127.0.0.1:4001
+//! cargo run --release -p chat-room -- help
 //! ```
 //!
-//! One binary plays every role: the orchestrators (`run`, `rss`, `latency`, `slow`)
-//! start each server pinned to one core and re-run this binary as the load
-//! client pinned to the other.
+//! Many cores (`multicore`): R rooms, each driven by its own client process
+//! pinned to its own core, against a server on T tokio worker threads pinned
+//! to T cores of its own; the table sums the rooms' messages per second and
+//! gives the server's CPU use and CPU time per message:
+//!
+//! ```text
+//! # 2 cores: 1 room, its client on core 1; the server on core 0 (T=1), then on both (T=2)
+//! cargo run --release -p chat-room -- multicore --rooms 1 --threads 1,2 \
+//!     --server-cores 0-1 --client-cores 1 --clients 16,32 --messages 50 --reps 1 --seconds 5
+//! # 16 cores: 8 rooms, clients on cores 8-15; the server on 1, 2, 4 and 8 of cores 0-7
+//! cargo run --release -p chat-room -- multicore --rooms 8 --threads 1,2,4,8 \
+//!     --server-cores 0-7 --client-cores 8-15
+//! ```
+//!
+//! One binary plays every role: the orchestrators (`run`, `multicore`, `rss`,
+//! `latency`, `slow`) start each server pinned to its core(s) and re-run this
+//! binary as the load client(s), pinned to others.
 
 mod args;
 mod client;
 mod latency;
+mod multicore;
 mod orchestra;
-mod proc;
 mod rss;
 mod servers;
 mod slow;
@@ -39,9 +53,9 @@ use std::process::ExitCode;
 use args::Args;
 
 const USAGE: &str = "\
-chat_room — Bun's chat-room WebSocket benchmark for wshub, axum and Bun
+chat-room — Bun's chat-room WebSocket benchmark for wshub, axum and Bun
 
-usage: cargo bench --bench chat_room -- [COMMAND] [OPTIONS]
+usage: chat-room [COMMAND] [OPTIONS]   (cargo run --release -p chat-room -- ...)
 
 commands:
   run             the throughput table: every server × N × M × repetitions
@@ -50,6 +64,16 @@ commands:
       --deflate   the client offers permessage-deflate to every server (always to
                   the deflate servers); it sends plain frames and counts RSV1 ones
       --verify    the first client inflates and checks every message it receives
+  multicore       many cores: R rooms on one server with T worker threads, each room
+                  driven by its own client process on its own core; the rooms' msgs/s
+                  added, server CPU (/proc) and server CPU time per message
+      --rooms R   (default: one per client core)
+      --threads 1,2,4   worker threads, each T pinned to the first T server cores
+                  (default 1, 2, 4 … up to the number of server cores)
+      --server-cores LIST   --client-cores LIST   (default: the first and the second
+                  half of the cores, e.g. 0-7 and 8-15; on 2 cores 0 and 1)
+      --servers wshub   (wshub, wshub-hyper, wshub-deflate-MODE)   --clients 16,32
+      --messages 50,1600   --reps 3   --seconds 10   --stall-timeout 5   --deflate
   rss             server memory per idle connection
       --servers (as above)   --connections 10000   --settle 2
       --deflate   offer permessage-deflate to every server (always to the deflate
@@ -65,24 +89,26 @@ commands:
       --reps 3   --readers 4   --messages 16384   --message-bytes 65536
       --window 64   messages the publisher may be ahead of the slowest fast reader
       --stall-timeout 10
-  server KIND --addr HOST:PORT [--exit-after S]
+  server KIND --addr HOST:PORT [--threads T] [--exit-after S]
                   one chat server (wshub, wshub-ct, wshub-hyper, wshub-deflate-MODE, axum,
                   axum-batched), or wshub-slow / wshub-slow-close: every binary message
-                  from `?name=pub` published to a room everyone else is in
+                  from `?name=pub` published to a room everyone else is in. --threads:
+                  the runtime's worker threads (default: one per core it may run on)
   client --addr HOST:PORT [--clients N --messages M --seconds S --stall-timeout S --server-pid PID
-         --deflate --verify]
+         --deflate --verify --room ROOM --start-at UNIX_MS]
   rss-client, latency-client, slow-client
                   the clients the orchestrators start
   selftest        checks the client's frame counting on split frames
 
 servers:
-  wshub           wshub behind axum::serve on a multi-thread runtime (one worker per core)
+  wshub           wshub behind axum::serve on a multi-thread runtime (one worker per core);
+                  a client with `?room=ROOM` is in that room (the wshub servers only)
   wshub-ct        the same on a current-thread runtime
   wshub-hyper     the same app served by hyper's HTTP/1 connection instead of axum::serve,
                   so wshub's driver gets the TcpStream back (TCP_NODELAY, direct reads)
   axum            axum's extract::ws + tokio broadcast, as axum's examples/chat
   axum-batched    the same, forwarding everything queued with feed + one flush
-  bun             benches/chat_room/server.bun.js
+  bun             tools/chat-room/server.bun.js
   wshub-deflate-MODE, bun-deflate-MODE
                   the same with permessage-deflate, every message sent compressed.
                   MODE: one compressor both ways — disabled, shared, dedicated, 3kb, 4kb,
@@ -95,18 +121,18 @@ servers:
 common options:
   --bun PATH           Bun executable (default: $BUN, then
                        ~/.cache/wshub-bench/node_modules/bun/bin/bun.exe, then `bun` on PATH)
-  --server-core C      core the server is pinned to (default 0)
-  --client-core C      core the client is pinned to (default 1)
+  --server-cores LIST  cores the server is pinned to, as taskset writes them: 0, 0-3, 0,2
+                       (default 0; also --server-core)
+  --client-cores LIST  cores the client is pinned to (default 1; also --client-core)
   --port P             first port to use (default 4100)
 ";
 
 fn main() -> ExitCode {
     let mut args = Args::from_env();
-    // Plain `cargo bench` runs every bench target: this one then only says
-    // how to start the (long) comparison.
     let command = args.command().unwrap_or_else(|| "help".to_owned());
     let result = match command.as_str() {
         "run" => orchestra::throughput(&mut args),
+        "multicore" => multicore::orchestrate(&mut args),
         "rss" => rss::orchestrate(&mut args),
         "latency" => latency::orchestrate(&mut args),
         "slow" => slow::orchestrate(&mut args),
@@ -120,19 +146,12 @@ fn main() -> ExitCode {
             print!("{USAGE}");
             Ok(())
         }
-        other => {
-            // `cargo bench -- FILTER` hands every bench target the filter meant
-            // for the criterion benches: not an error for this one.
-            eprintln!(
-                "chat_room: nothing to do for `{other}` (see `cargo bench --bench chat_room -- help`)"
-            );
-            return ExitCode::SUCCESS;
-        }
+        other => Err(format!("unknown command `{other}` (see `chat-room help`)")),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("chat_room {command}: {error}");
+            eprintln!("chat-room {command}: {error}");
             ExitCode::FAILURE
         }
     }

@@ -143,14 +143,16 @@ pub async fn connect(
     name: &str,
     rng: &mut Rng,
 ) -> io::Result<(TcpStream, Vec<u8>)> {
-    let connected = connect_with(addr, name, rng, None).await?;
+    let connected = connect_with(addr, &format!("name={name}"), rng, None).await?;
     Ok((connected.stream, connected.early))
 }
 
-/// [`connect`], offering the extension `offer` (`Sec-WebSocket-Extensions`).
+/// [`connect`] to `ws://addr/?QUERY` (`name=NAME`, and `&room=ROOM` to join
+/// another room than the server's default), offering the extension `offer`
+/// (`Sec-WebSocket-Extensions`).
 pub async fn connect_with(
     addr: SocketAddr,
-    name: &str,
+    query: &str,
     rng: &mut Rng,
     offer: Option<&str>,
 ) -> io::Result<Connected> {
@@ -168,7 +170,7 @@ pub async fn connect_with(
         format!("Sec-WebSocket-Extensions: {offer}\r\n")
     });
     let request = format!(
-        "GET /?name={name} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n\
+        "GET /?{query} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n\
          Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\
          {extensions}\r\n"
     );
@@ -526,7 +528,7 @@ fn split_frames(buf: &[u8], each: &mut impl FnMut(u8, &[u8])) -> usize {
 }
 
 /// Checks the counter and the reader on frames of every length class split
-/// at every kind of boundary (`cargo bench --bench chat_room -- selftest`).
+/// at every kind of boundary (`chat-room selftest`).
 pub fn selftest() -> Result<(), String> {
     let mut wire = BytesMut::new();
     for len in [0, 5, 125, 126, 300, 70_000] {
@@ -570,4 +572,12 @@ pub fn selftest() -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn counter_reader_and_inflater_agree_on_split_frames() {
+        super::selftest().unwrap();
+    }
 }

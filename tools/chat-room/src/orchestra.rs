@@ -1,6 +1,6 @@
 //! The orchestrator of the throughput table, and what every orchestrator
-//! shares: finding Bun, starting a server pinned to its core, starting this
-//! binary again as a client pinned to the other.
+//! shares: finding Bun, starting a server pinned to its cores, starting this
+//! binary again as a client pinned to others.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufReader};
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::args::Args;
+use crate::args::{Args, core_list};
 use crate::client::{self, median, si};
 use crate::servers;
 
@@ -23,8 +23,8 @@ pub const ALL: [&str; 5] = ["wshub", "wshub-ct", "axum", "axum-batched", "bun"];
 pub struct Common {
     pub servers: Vec<String>,
     bun: Option<(PathBuf, String)>,
-    server_core: usize,
-    client_core: usize,
+    pub server_cores: Vec<usize>,
+    pub client_cores: Vec<usize>,
     port: u16,
 }
 
@@ -36,6 +36,17 @@ impl Common {
     /// As [`Common::parse`], with `default` as the servers when `--servers`
     /// is not given.
     pub fn parse_for(args: &mut Args, default: &[&str]) -> Result<Self, String> {
+        Self::parse_with(args, default, (&[0], &[1]))
+    }
+
+    /// As [`Common::parse_for`], with `cores` as the server's and the
+    /// client's cores when `--server-cores` and `--client-cores` are not
+    /// given (`--server-core` and `--client-core` are the same options).
+    pub fn parse_with(
+        args: &mut Args,
+        default: &[&str],
+        cores: (&[usize], &[usize]),
+    ) -> Result<Self, String> {
         let default: Vec<String> = default.iter().map(|s| s.to_string()).collect();
         let servers: Vec<String> = args.list("servers", &default)?;
         for kind in &servers {
@@ -44,8 +55,8 @@ impl Common {
         let bun_arg = args.value("bun");
         let mut common = Self {
             bun: None,
-            server_core: args.get("server-core", 0)?,
-            client_core: args.get("client-core", 1)?,
+            server_cores: cores_arg(args, "server-cores", "server-core", cores.0)?,
+            client_cores: cores_arg(args, "client-cores", "client-core", cores.1)?,
             port: args.get("port", 4100)?,
             servers,
         };
@@ -68,17 +79,27 @@ impl Common {
         self.bun.as_ref().map(|(_, v)| v.as_str())
     }
 
-    /// Starts server `kind` on the next free port, pinned to the server core,
-    /// and waits until it accepts connections.
+    /// Starts server `kind` on the next free port, pinned to the server
+    /// cores, and waits until it accepts connections.
     pub fn start(&mut self, kind: &str) -> Result<Server, String> {
+        let cores = self.server_cores.clone();
+        self.start_on(kind, &cores, &[])
+    }
+
+    /// [`Common::start`] on `cores`, with `extra` arguments for a Rust
+    /// server (`--threads=T`).
+    pub fn start_on(
+        &mut self,
+        kind: &str,
+        cores: &[usize],
+        extra: &[String],
+    ) -> Result<Server, String> {
         let addr = self.free_addr()?;
-        let core = self.server_core.to_string();
         let mut command = Command::new("taskset");
-        command.args(["-c", &core]);
+        command.args(["-c", &core_list(cores)]);
         if is_bun(kind) {
             let (bun, _) = self.bun.as_ref().ok_or("bun is not available")?;
-            let script =
-                Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/chat_room/server.bun.js");
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("server.bun.js");
             command
                 .arg(bun)
                 .arg(script)
@@ -87,33 +108,16 @@ impl Common {
         } else {
             command
                 .arg(own_exe()?)
-                .args(["server", kind, &format!("--addr={addr}")]);
+                .args(["server", kind, &format!("--addr={addr}")])
+                .args(extra);
         }
         Server::spawn(kind, addr, command)
     }
 
-    /// Runs this binary with `args`, pinned to the client core; returns the
+    /// Runs this binary with `args`, pinned to the client cores; returns the
     /// JSON of its `RESULT` line.
     pub fn run_client(&self, args: &[String]) -> Result<Value, String> {
-        let output = Command::new("taskset")
-            .args(["-c", &self.client_core.to_string()])
-            .arg(own_exe()?)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("starting the client: {e}"))?;
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let result = stdout.lines().find_map(|l| l.strip_prefix("RESULT "));
-        match result {
-            Some(json) if output.status.success() => {
-                serde_json::from_str(json).map_err(|e| format!("client result {json:?}: {e}"))
-            }
-            _ => Err(format!(
-                "client failed ({}): {}",
-                output.status,
-                String::from_utf8_lossy(&output.stderr).trim()
-            )),
-        }
+        client_result(spawn_client(&self.client_cores, args)?)
     }
 
     fn free_addr(&mut self) -> Result<SocketAddr, String> {
@@ -129,6 +133,50 @@ impl Common {
             }
         }
         Err("no free port".to_owned())
+    }
+}
+
+/// `--name` (or its one-core spelling `--single`) as a CPU list.
+fn cores_arg(
+    args: &mut Args,
+    name: &str,
+    single: &str,
+    default: &[usize],
+) -> Result<Vec<usize>, String> {
+    let cores = args.cores(single, default)?;
+    args.cores(name, &cores)
+}
+
+/// Starts this binary with `args`, pinned to `cores`, its output piped.
+pub fn spawn_client(cores: &[usize], args: &[String]) -> Result<Child, String> {
+    Command::new("taskset")
+        .args(["-c", &core_list(cores)])
+        .arg(own_exe()?)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("starting the client: {e}"))
+}
+
+/// Waits for a client started by [`spawn_client`]; the JSON of its
+/// `RESULT` line.
+pub fn client_result(child: Child) -> Result<Value, String> {
+    let output = child
+        .wait_with_output()
+        .map_err(|e| format!("waiting for the client: {e}"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let result = stdout.lines().find_map(|l| l.strip_prefix("RESULT "));
+    match result {
+        Some(json) if output.status.success() => {
+            serde_json::from_str(json).map_err(|e| format!("client result {json:?}: {e}"))
+        }
+        _ => Err(format!(
+            "client failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        )),
     }
 }
 
@@ -347,6 +395,8 @@ pub fn throughput(args: &mut Args) -> Result<(), String> {
                         // Deflate servers are always offered it.
                         deflate: deflate || servers::deflate_mode(&kind).is_some(),
                         verify,
+                        room: None,
+                        start_at: None,
                     };
                     match measure(&mut common, &kind, opts) {
                         Ok((report, lagged)) => {
@@ -447,7 +497,9 @@ fn print_table(
     println!();
     println!(
         "Chat room, messages received per second: median second of each {seconds} s run, median of {reps} runs \
-         (server pinned to one core, client to the other){}",
+         (server pinned to core(s) {}, client to {}){}",
+        core_list(&common.server_cores),
+        core_list(&common.client_cores),
         common
             .bun_version()
             .map(|v| format!("; bun {v}"))

@@ -5,21 +5,22 @@
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
+use testkit::proc::{CpuMeter, CpuUse};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::Notify;
 
 use crate::args::Args;
-use crate::proc::{CpuMeter, CpuUse};
 use crate::wire::{
     Agreed, DEFLATE_OFFER, FrameCounter, FrameReader, Inflater, MESSAGES, RSV1, Rng, connect_with,
     encode_batch, name,
 };
 
 /// What one client run is asked to do.
+#[derive(Clone)]
 pub struct Opts {
     pub addr: SocketAddr,
     pub clients: usize,
@@ -32,6 +33,13 @@ pub struct Opts {
     /// Check messages: the first client reads whole frames, inflates the
     /// compressed ones and checks every message is `"{name}: {message}"`.
     pub verify: bool,
+    /// The room (topic) to join instead of the server's default one
+    /// (`multicore`: one room per client process).
+    pub room: Option<String>,
+    /// When to start measuring, in milliseconds since the Unix epoch, so
+    /// that client processes in several rooms measure the same seconds.
+    /// Without it, right after the warm-up.
+    pub start_at: Option<u64>,
 }
 
 impl Opts {
@@ -49,6 +57,12 @@ impl Opts {
                 .map_err(|e| format!("--server-pid: {e}"))?,
             deflate: args.flag("deflate"),
             verify: args.flag("verify"),
+            room: args.value("room"),
+            start_at: args
+                .value("start-at")
+                .map(|t| t.parse())
+                .transpose()
+                .map_err(|e| format!("--start-at: {e}"))?,
         })
     }
 
@@ -69,6 +83,12 @@ impl Opts {
         }
         if self.verify {
             args.push("--verify".to_owned());
+        }
+        if let Some(room) = &self.room {
+            args.push(format!("--room={room}"));
+        }
+        if let Some(at) = self.start_at {
+            args.push(format!("--start-at={at}"));
         }
         args
     }
@@ -124,7 +144,11 @@ async fn run(opts: &Opts) -> Result<Value, String> {
     let offer = opts.deflate.then_some(DEFLATE_OFFER);
     let mut agreed = Vec::new();
     for i in 0..n {
-        let connected = connect_with(opts.addr, &name(i), &mut rng, offer)
+        let query = match &opts.room {
+            Some(room) => format!("name={}&room={room}", name(i)),
+            None => format!("name={}", name(i)),
+        };
+        let connected = connect_with(opts.addr, &query, &mut rng, offer)
             .await
             .map_err(|e| format!("connecting client {i}: {e}"))?;
         agreed.push(connected.deflate);
@@ -154,8 +178,12 @@ async fn run(opts: &Opts) -> Result<Value, String> {
         ));
     }
 
-    let client_cpu = CpuMeter::start(None);
-    let server_cpu = opts.server_pid.and_then(|pid| CpuMeter::start(Some(pid)));
+    let late = match opts.start_at {
+        Some(at) => wait_until(at).await,
+        None => Duration::ZERO,
+    };
+    let client_cpu = CpuMeter::start(std::process::id());
+    let server_cpu = opts.server_pid.and_then(CpuMeter::start);
     let start = Instant::now();
     let samples = Rc::new(RefCell::new(Vec::new()));
     let ticker = tokio::task::spawn_local(tick(Rc::clone(&shared), Rc::clone(&samples), start));
@@ -237,7 +265,21 @@ async fn run(opts: &Opts) -> Result<Value, String> {
         "first_verify_failure": shared.first_failure.borrow().clone(),
         "client_cpu": cpu_json(client_cpu),
         "server_cpu": cpu_json(server_cpu),
+        "late_ms": late.as_millis() as u64,
     }))
+}
+
+/// Sleeps until `at` (milliseconds since the Unix epoch); how late it was
+/// already when called (zero if it was not).
+async fn wait_until(at: u64) -> Duration {
+    let at = UNIX_EPOCH + Duration::from_millis(at);
+    match at.duration_since(SystemTime::now()) {
+        Ok(ahead) => {
+            tokio::time::sleep(ahead).await;
+            Duration::ZERO
+        }
+        Err(late) => late.duration(),
+    }
 }
 
 fn cpu_json(cpu: CpuUse) -> Value {

@@ -15,13 +15,14 @@ use std::time::Duration;
 
 use futures_util::StreamExt as _;
 use serde_json::{Value, json};
+use testkit::proc::vm_rss_kib;
+use testkit::raise_nofile;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use wshub::protocol::encode_frame;
 use wshub::protocol::frame::OpCode;
 
 use crate::args::Args;
 use crate::orchestra::Common;
-use crate::proc::{raise_nofile, vm_rss_kib};
 use crate::servers;
 use crate::wire::{
     Compressor, Connected, DEFLATE_OFFER, FrameReader, MESSAGES, RSV1, Rng, connect_with, name,
@@ -38,7 +39,7 @@ pub fn orchestrate(args: &mut Args) -> Result<(), String> {
     let mut common = Common::parse(args)?;
     args.finish()?;
     // Both ends of every connection live on this machine; children inherit.
-    raise_nofile(connections as u64 + 1024);
+    raise_nofile(connections as u64 + 1024)?;
     let mut rows = Vec::new();
     let mut any_deflate = false;
     for kind in common.servers.clone() {
@@ -165,14 +166,19 @@ pub fn client_main(args: &mut Args) -> Result<(), String> {
     let offer = deflate.then_some(DEFLATE_OFFER);
     runtime.block_on(async {
         let before = vm_rss_kib(pid).ok_or("cannot read the server's VmRSS")?;
-        let results: Vec<_> =
-            futures_util::stream::iter(0..connections)
-                .map(|i| async move {
-                    connect_with(addr, &name(i), &mut Rng::new(i as u64), offer).await
-                })
-                .buffer_unordered(CONCURRENCY)
-                .collect()
-                .await;
+        let results: Vec<_> = futures_util::stream::iter(0..connections)
+            .map(|i| async move {
+                connect_with(
+                    addr,
+                    &format!("name={}", name(i)),
+                    &mut Rng::new(i as u64),
+                    offer,
+                )
+                .await
+            })
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
         let failed = results.iter().filter(|s| s.is_err()).count();
         if let Some(Err(error)) = results.iter().find(|s| s.is_err()) {
             eprintln!("{failed} connections failed, the first with: {error}");

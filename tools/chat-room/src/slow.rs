@@ -32,6 +32,7 @@ use axum::extract::Query;
 use axum::routing::get;
 use bytes::BytesMut;
 use serde_json::{Value, json};
+use testkit::proc::{cpu_time, minor_faults, vm_rss_kib};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
@@ -43,7 +44,6 @@ use wshub::{Config, Handler, Message, Upgrade, WebSocket, WebSocketLayer};
 use crate::args::Args;
 use crate::client::median;
 use crate::orchestra::Common;
-use crate::proc::{cpu_time, vm_rss_kib};
 use crate::wire::{FrameCounter, FrameReader, Rng, connect, encode_text};
 
 const ROOM: &str = "room";
@@ -479,7 +479,7 @@ async fn run(
 
     let before = rss()?;
     let sampler = Sampler::start(pid);
-    let cpu_before = cpu_time(Some(pid)).ok_or("cannot read the server's CPU time")?;
+    let cpu_before = cpu_time(pid).ok_or("cannot read the server's CPU time")?;
     let faults_before = minor_faults(pid).ok_or("cannot read the server's page faults")?;
     start.set(Some(Instant::now()));
     publisher.publish(plan, &progress, stall).await?;
@@ -487,7 +487,7 @@ async fn run(
     for reader in readers {
         fast.push(reader.await.map_err(|e| e.to_string())?);
     }
-    let cpu = cpu_time(Some(pid)).ok_or("cannot read the server's CPU time")?;
+    let cpu = cpu_time(pid).ok_or("cannot read the server's CPU time")?;
     let faults = minor_faults(pid).ok_or("cannot read the server's page faults")?;
     let end = rss()?;
     let peak = sampler.stop().max(end);
@@ -731,19 +731,6 @@ async fn read_silent(
         }
     }
     (read, stream)
-}
-
-/// Minor page faults of a whole process so far (`minflt`, field 10 of
-/// `/proc/<pid>/stat`): memory the allocator gave back and touches again.
-fn minor_faults(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields counted after the command name's ')', which may hold spaces.
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(10 - 3)?
-        .parse()
-        .ok()
 }
 
 /// Samples the server's VmRSS every 50 ms on its own thread, so that a busy

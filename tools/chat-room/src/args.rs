@@ -11,12 +11,9 @@ pub struct Args {
 
 impl Args {
     pub fn from_env() -> Self {
-        // Cargo adds `--bench` when it runs a bench target.
-        let rest = std::env::args()
-            .skip(1)
-            .filter(|a| a != "--bench")
-            .collect();
-        Self { rest }
+        Self {
+            rest: std::env::args().skip(1).collect(),
+        }
     }
 
     /// Takes the first argument if it is not an option.
@@ -81,15 +78,69 @@ impl Args {
         }
     }
 
+    /// Takes a CPU list `--name` as taskset(1) writes one (`0-7`, `0,2,4`,
+    /// `0-3,8-11`), or gives `default`.
+    pub fn cores(&mut self, name: &str, default: &[usize]) -> Result<Vec<usize>, String> {
+        let Some(value) = self.value(name) else {
+            return Ok(default.to_vec());
+        };
+        let bad = |why: String| format!("--{name} {value:?}: {why}");
+        let mut cores = Vec::new();
+        for part in value.split(',').filter(|p| !p.is_empty()) {
+            let (first, last) = part.split_once('-').unwrap_or((part, part));
+            let parse = |v: &str| v.parse::<usize>().map_err(|e| bad(format!("{v:?}: {e}")));
+            let (first, last) = (parse(first)?, parse(last)?);
+            if first > last {
+                return Err(bad(format!("{part:?} runs backwards")));
+            }
+            cores.extend(first..=last);
+        }
+        if cores.is_empty() {
+            return Err(bad("no cores".to_owned()));
+        }
+        Ok(cores)
+    }
+
     /// Fails on any argument nobody took.
     pub fn finish(&self) -> Result<(), String> {
         if self.rest.is_empty() {
             Ok(())
         } else {
             Err(format!(
-                "unknown arguments: {} (see `cargo bench --bench chat_room -- help`)",
+                "unknown arguments: {} (see `chat-room help`)",
                 self.rest.join(" ")
             ))
         }
+    }
+}
+
+/// A CPU list for taskset(1): `0,1,2`.
+pub fn core_list(cores: &[usize]) -> String {
+    let cores: Vec<String> = cores.iter().map(usize::to_string).collect();
+    cores.join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(line: &str) -> Args {
+        Args {
+            rest: line.split_whitespace().map(str::to_owned).collect(),
+        }
+    }
+
+    #[test]
+    fn core_lists_take_ranges_and_singles() {
+        let mut a = args("--server-cores 0-3,8,10-11 --client-cores=5");
+        assert_eq!(
+            a.cores("server-cores", &[0]),
+            Ok(vec![0, 1, 2, 3, 8, 10, 11])
+        );
+        assert_eq!(a.cores("client-cores", &[1]), Ok(vec![5]));
+        assert_eq!(a.cores("other", &[1, 2]), Ok(vec![1, 2]));
+        assert!(args("--c 3-1").cores("c", &[]).is_err());
+        assert!(args("--c x").cores("c", &[]).is_err());
+        assert_eq!(core_list(&[0, 1, 7]), "0,1,7");
     }
 }

@@ -1,7 +1,7 @@
 // The chat server of Bun's WebSocket benchmark (bench/websocket-server in
 // Bun's repository): every socket joins "room" on open, and every message is
 // published to the room, sender included, as "name: message".
-// Started by `cargo bench --bench chat_room`; run alone: PORT=4001 bun server.bun.js
+// Started by `chat-room` (tools/chat-room); run alone: PORT=4001 bun server.bun.js
 //
 // PER_MESSAGE_DEFLATE turns on permessage-deflate: "true" is Bun's
 // `perMessageDeflate: true`; "COMPRESS/DECOMPRESS" (e.g. "dedicated/3KB") sets

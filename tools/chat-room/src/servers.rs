@@ -144,10 +144,13 @@ impl Variant {
     }
 }
 
-/// `server KIND --addr HOST:PORT`: serves until killed.
+/// `server KIND --addr HOST:PORT [--threads T]`: serves until killed.
 pub fn main(args: &mut Args) -> Result<(), String> {
     let kind = args.command().ok_or("server: which kind?")?;
     let addr: SocketAddr = args.get("addr", SocketAddr::from(([127, 0, 0, 1], 4001)))?;
+    // As `#[tokio::main]`: one worker per core this process may run on.
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads: usize = args.get("threads", workers)?;
     let exit_after: Option<f64> = args
         .value("exit-after")
         .map(|s| s.parse())
@@ -167,17 +170,20 @@ pub fn main(args: &mut Args) -> Result<(), String> {
         capacity,
     } = Variant::parse(&kind)?;
     let capacity = capacity.unwrap_or(CHANNEL_CAPACITY);
+    if threads == 0 {
+        return Err("--threads: at least 1".to_owned());
+    }
+    let threads = if base == "wshub-ct" { 1 } else { threads };
     let runtime = match base.as_str() {
         "wshub-ct" => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build(),
-        // As `#[tokio::main]`: one worker per core this process may run on.
         _ => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
             .enable_all()
             .build(),
     }
     .map_err(|e| e.to_string())?;
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -197,7 +203,6 @@ pub fn main(args: &mut Args) -> Result<(), String> {
                 }
             },
         };
-        let threads = if base == "wshub-ct" { 1 } else { workers };
         println!("{kind} listening on {addr} ({threads} runtime thread(s))");
         if base.starts_with("axum") {
             tokio::spawn(report_lag());
@@ -219,13 +224,26 @@ pub fn main(args: &mut Args) -> Result<(), String> {
     })
 }
 
-/// Per-socket data: the name from `?name=`.
+/// Per-socket data: the name from `?name=`, and the room from `?room=`
+/// (`multicore` gives each client process its own room).
 struct User {
-    name: String,
+    name: Box<str>,
+    /// `None` for the default room: nothing more to allocate per socket.
+    room: Option<Box<str>>,
+}
+
+/// The room of the sockets that name none.
+const ROOM: &str = "room";
+
+impl User {
+    fn room(&self) -> &str {
+        self.room.as_deref().unwrap_or(ROOM)
+    }
 }
 
 /// Bun's chat server: everyone joins "room" on open; every text message is
-/// published to the room (sender included) as `"{name}: {message}"`.
+/// published to the room (sender included) as `"{name}: {message}"`. A
+/// socket that came with `?room=` is in that room instead.
 ///
 /// A binary message (the chat clients send none) is echoed to its sender
 /// alone: the `rss` client sends one per connection so that a compressing
@@ -237,13 +255,14 @@ impl Handler for Chat {
     type Data = User;
 
     async fn open(&self, ws: &WebSocket<User>) {
-        ws.subscribe("room");
+        ws.subscribe(ws.data().room());
     }
 
     async fn message(&self, ws: &WebSocket<User>, msg: Message) {
         match msg.as_text() {
             Some(text) => {
-                ws.publish("room", format!("{}: {text}", ws.data().name));
+                let user = ws.data();
+                ws.publish(user.room(), format!("{}: {text}", user.name));
             }
             None => {
                 ws.send(msg);
@@ -258,8 +277,12 @@ fn wshub_app(compression: Compression) -> Router {
             "/",
             get(
                 |up: Upgrade<User>, Query(query): Query<HashMap<String, String>>| async move {
-                    let name = query.get("name").cloned().unwrap_or_default();
-                    up.accept(User { name })
+                    let field = |key| query.get(key).map(|v| Box::from(v.as_str()));
+                    let name = field("name").unwrap_or_default();
+                    up.accept(User {
+                        name,
+                        room: field("room"),
+                    })
                 },
             ),
         )

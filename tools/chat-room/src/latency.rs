@@ -14,13 +14,14 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
 use serde_json::json;
+use testkit::proc::CpuMeter;
+use testkit::raise_nofile;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
 use crate::args::Args;
 use crate::client::si;
 use crate::orchestra::Common;
-use crate::proc::{CpuMeter, raise_nofile};
 use crate::wire::{FrameReader, Rng, connect, encode_text, name};
 
 pub fn orchestrate(args: &mut Args) -> Result<(), String> {
@@ -29,7 +30,7 @@ pub fn orchestrate(args: &mut Args) -> Result<(), String> {
     let seconds: u32 = args.get("seconds", 10)?;
     let mut common = Common::parse(args)?;
     args.finish()?;
-    raise_nofile(subscribers as u64 + 1024);
+    raise_nofile(subscribers as u64 + 1024)?;
     let mut rows = Vec::new();
     for kind in common.servers.clone() {
         let result = common.start(&kind).and_then(|server| {
@@ -155,8 +156,8 @@ pub fn client_main(args: &mut Args) -> Result<(), String> {
             ));
         }
 
-        let server_cpu = pid.and_then(|p| CpuMeter::start(Some(p)));
-        let client_cpu = CpuMeter::start(None);
+        let server_cpu = pid.and_then(CpuMeter::start);
+        let client_cpu = CpuMeter::start(std::process::id());
         let count = rate * seconds;
         let mut interval = tokio::time::interval(Duration::from_secs(1) / rate);
         for _ in 0..count {
