@@ -186,3 +186,42 @@ async fn zero_idle_timeout_never_pings_or_closes() {
     })
     .await;
 }
+
+/// A socket with a short idle timeout that joins a hub whose sweeper paces
+/// itself for a long one (another layer on the same hub) is still pinged
+/// halfway through its timeout and closed at it: its opening wakes the
+/// sweeper instead of waiting out the sweeper's sleep (1 s here).
+#[tokio::test]
+async fn a_short_timeout_joining_a_slow_sweeper_is_pinged_on_time() {
+    within(WAIT, async {
+        let (long, _) = Probe::new();
+        let (short, _) = Probe::new();
+        let long_layer = WebSocketLayer::new(long).config(idle(60_000, true));
+        let short_layer = WebSocketLayer::new(short)
+            .config(idle(300, true))
+            .with_hub(long_layer.hub());
+        let app = Router::new()
+            .route("/long", any(accept).layer(long_layer))
+            .route("/short", any(accept).layer(short_layer));
+        let addr = serve(app).await;
+        let _long = RawWs::connect_to(addr, "/long").await;
+        // The sweeper has made its first pass and sleeps for the long pace.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+
+        let mut raw = RawWs::connect_to(addr, "/short").await;
+        let start = Instant::now();
+        assert_eq!(raw.frame().await, Frame::Ping("".into()));
+        let pinged = start.elapsed();
+        assert!(
+            pinged < Duration::from_millis(300),
+            "pinged after {pinged:?}"
+        );
+        assert_eq!(raw.close_frame().await.code, 1001);
+        let closed = start.elapsed();
+        assert!(
+            closed < Duration::from_millis(600),
+            "closed after {closed:?}"
+        );
+    })
+    .await;
+}

@@ -12,7 +12,7 @@ mod bridge;
 mod topic;
 
 use foldhash::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, Weak};
 use std::time::Duration;
 
@@ -87,7 +87,6 @@ impl std::fmt::Debug for Hub {
 }
 
 /// The shared state behind every [`Hub`] handle and socket of a layer.
-#[derive(Default)]
 pub(crate) struct HubInner {
     /// Where publishes go beyond this hub, and who hears of topics' first
     /// and last local subscribers.
@@ -100,8 +99,29 @@ pub(crate) struct HubInner {
     closing: AtomicBool,
     /// The idle sweeper runs (started with the first socket).
     sweeping: AtomicBool,
+    /// How long the sweeper sleeps now, in milliseconds (`u64::MAX` before
+    /// its first pass): a socket that wants looking at sooner wakes it.
+    sweep_pace: AtomicU64,
+    /// Wakes the sweeper before its sleep ends.
+    resweep: Arc<Notify>,
     /// Woken when the last socket closes.
     empty: Notify,
+}
+
+impl Default for HubInner {
+    fn default() -> Self {
+        Self {
+            bridge: None,
+            topics: RwLock::default(),
+            sockets: Mutex::default(),
+            connections: AtomicUsize::new(0),
+            closing: AtomicBool::new(false),
+            sweeping: AtomicBool::new(false),
+            sweep_pace: AtomicU64::new(u64::MAX),
+            resweep: Arc::new(Notify::new()),
+            empty: Notify::new(),
+        }
+    }
 }
 
 impl Hub {
@@ -363,11 +383,22 @@ impl HubInner {
     /// Registers an open socket; false if the hub is shutting down.
     pub(crate) fn opened(self: &Arc<Self>, socket: Arc<dyn Subscriber>) -> bool {
         if !self.sweeping.swap(true, Ordering::AcqRel) {
-            tokio::spawn(sweep(Arc::downgrade(self)));
+            tokio::spawn(sweep(Arc::downgrade(self), Arc::clone(&self.resweep)));
         }
         let id = socket.id();
+        // Just opened, so this only tells how often it wants looking at.
+        let wanted = socket.sweep(clock::now());
         self.lock_sockets().insert(id, socket);
         self.connections.fetch_add(1, Ordering::AcqRel);
+        // A shorter idle timeout than the sweeper's pace (another layer on
+        // the same hub, or the sweeper's first pass racing this open) must
+        // not wait out the sweeper's sleep: its ping would come late.
+        if wanted.is_some_and(|every| {
+            let every = every.max(SWEEP_MIN).as_millis();
+            every < u128::from(self.sweep_pace.load(Ordering::Acquire))
+        }) {
+            self.resweep.notify_one();
+        }
         !self.closing.load(Ordering::Acquire)
     }
 
@@ -398,7 +429,10 @@ impl HubInner {
                 every = every.min(wanted);
             }
         }
-        every.max(SWEEP_MIN)
+        let every = every.max(SWEEP_MIN);
+        let pace = u64::try_from(every.as_millis()).unwrap_or(u64::MAX);
+        self.sweep_pace.store(pace, Ordering::Release);
+        every
     }
 
     /// Resolves once no socket is open.
@@ -431,12 +465,13 @@ const SWEEP_MAX: Duration = Duration::from_secs(1);
 /// Pings silent sockets and closes those past their idle timeout, for the
 /// whole hub at once: an open socket then holds no timer of its own (as
 /// uWebSockets sweeps its timeouts). Ends with the hub.
-async fn sweep(hub: Weak<HubInner>) {
+async fn sweep(hub: Weak<HubInner>, resweep: Arc<Notify>) {
     loop {
         let Some(every) = hub.upgrade().map(|hub| hub.sweep_once()) else {
             return;
         };
-        tokio::time::sleep(every).await;
+        // Until the pace is up, or a socket that wants a faster one opens.
+        let _ = tokio::time::timeout(every, resweep.notified()).await;
     }
 }
 
