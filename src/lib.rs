@@ -104,8 +104,8 @@ pub mod protocol;
 #[cfg(feature = "axum")]
 mod serve;
 mod socket;
-mod turn;
 mod upgrade;
+mod wake;
 
 pub use config::Config;
 pub use deflate::{Compression, Compressor};

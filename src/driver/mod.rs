@@ -9,6 +9,7 @@
 
 mod connection;
 mod transport;
+mod turn;
 
 use std::future::{Future, poll_fn};
 use std::sync::Arc;
@@ -18,10 +19,10 @@ use tracing::Instrument as _;
 
 use self::connection::{Connection, End, Event, Then};
 use self::transport::{Transport, Unwrapped};
+use self::turn::Turn;
 use crate::deflate::{Inflater, Outgoing};
 use crate::protocol::close_code;
 use crate::socket::{Core, Settings};
-use crate::turn::Turn;
 use crate::upgrade::AcceptedConn;
 use crate::{Config, Handler, Hub, WebSocket};
 

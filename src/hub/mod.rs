@@ -9,6 +9,7 @@
 //! through a [`Bridge`].
 
 mod bridge;
+mod staging;
 mod topic;
 
 use foldhash::HashMap;
@@ -20,6 +21,7 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 
 pub use self::bridge::Bridge;
+pub(crate) use self::staging::{deliver_staged, stage};
 pub(crate) use self::topic::Topic;
 use crate::outbox::Outbox;
 use crate::protocol::close_code;
@@ -151,7 +153,7 @@ impl Hub {
     /// }
     ///
     /// let log = Arc::new(Log::default());
-    /// let hub = Hub::bridged(Arc::clone(&log));
+    /// let hub = Hub::bridged(Arc::clone(&log) as Arc<dyn Bridge>);
     /// hub.publish("news", "hello");             // local subscribers, then the bridge
     /// hub.publish_local("news", "from afar");   // local subscribers only
     /// assert_eq!(*log.0.lock().unwrap(), ["news: hello"]);
@@ -201,6 +203,7 @@ impl Hub {
         msg: impl Into<Message>,
         compress: bool,
     ) -> usize {
+        deliver_staged();
         self.inner.publish_local(topic, &msg.into(), None, compress)
     }
 
@@ -238,6 +241,7 @@ impl Hub {
     /// # }
     /// ```
     pub async fn shutdown(&self, grace: Duration) {
+        deliver_staged();
         let inner = &self.inner;
         inner.closing.store(true, Ordering::Release);
         let deadline = tokio::time::Instant::now() + grace;
@@ -291,6 +295,7 @@ impl HubInner {
         exclude: Option<u64>,
         compress: bool,
     ) -> usize {
+        deliver_staged();
         let reached = self.publish_local(topic, msg, exclude, compress);
         if let Some(bridge) = &self.bridge {
             bridge.forward(topic, msg, compress);

@@ -6,6 +6,7 @@
 //! dedicated compressor, or a smaller window than the shared one). A publish
 //! appends to each shared lane's batch once.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::Waker;
 
@@ -17,11 +18,13 @@ use crate::deflate::compress_shared;
 use crate::outbox::{Batch, COPY_LIMIT};
 use crate::protocol::frame::OpCode;
 use crate::protocol::{encode_header, encode_message_frame};
-use crate::{SendStatus, turn};
+use crate::{SendStatus, wake};
 
 /// A named topic and the sockets subscribed to it.
 pub(crate) struct Topic {
     name: Arc<str>,
+    /// How many members, readable without the lock (written under it).
+    count: AtomicUsize,
     state: Mutex<State>,
 }
 
@@ -71,6 +74,7 @@ impl Topic {
     pub(crate) fn new(name: Arc<str>) -> Arc<Self> {
         Arc::new(Self {
             name,
+            count: AtomicUsize::new(0),
             state: Mutex::new(State::default()),
         })
     }
@@ -103,6 +107,7 @@ impl Topic {
             let at = state.members.len();
             state.members.push(Member { socket, lane });
             state.index.insert(id, at);
+            self.count.store(state.members.len(), Ordering::Release);
         }
         true
     }
@@ -127,6 +132,7 @@ impl Topic {
                 let moved = moved.id();
                 state.index.insert(moved, at);
             }
+            self.count.store(state.members.len(), Ordering::Release);
         }
         if state.members.is_empty() {
             *state = State::default();
@@ -141,11 +147,12 @@ impl Topic {
         state.removed
     }
 
+    /// How many sockets are subscribed (without taking the lock).
     pub(crate) fn len(&self) -> usize {
-        self.lock().members.len()
+        self.count.load(Ordering::Acquire)
     }
 
-    /// Frames `payload` once per stream and queues it to every subscriber but
+    /// Frames `payload` once per lane and queues it to every subscriber but
     /// `exclude`, compressed for those that negotiated it if `compress`;
     /// returns how many it reached.
     pub(crate) fn publish(
@@ -155,20 +162,31 @@ impl Topic {
         exclude: Option<u64>,
         compress: bool,
     ) -> usize {
+        let message = Publish {
+            opcode,
+            payload: payload.clone(),
+            compress,
+        };
+        self.publish_run(std::slice::from_ref(&message), exclude)
+    }
+
+    /// Publishes `run` (messages from one sender, in order) under one lock
+    /// of the topic: consecutive small frames go into each shared lane's
+    /// batch in one append. Returns how many subscribers the last message
+    /// reached.
+    pub(crate) fn publish_run(&self, run: &[Publish], exclude: Option<u64>) -> usize {
         let mut wake = Vec::new();
-        let reached = self.publish_locked(opcode, payload, exclude, compress, &mut wake);
-        turn::wake_all(wake);
+        let reached = self.publish_locked(run, exclude, &mut wake);
+        wake::wake_all(wake);
         reached
     }
 
-    /// [`publish`](Self::publish) under the topic's lock; subscribers to
-    /// wake once it is released go to `wake`.
+    /// [`publish_run`](Self::publish_run) under the topic's lock;
+    /// subscribers to wake once it is released go to `wake`.
     fn publish_locked(
         &self,
-        opcode: OpCode,
-        payload: &Bytes,
+        run: &[Publish],
         exclude: Option<u64>,
-        compress: bool,
         wake: &mut Vec<Waker>,
     ) -> usize {
         let mut state = self.lock();
@@ -181,46 +199,96 @@ impl Topic {
         });
         let mut reached = 0;
         if state.own > 0 {
-            reached += state
-                .members
-                .iter()
-                .filter(|m| m.lane == Lane::Own && Some(m.id()) != exclude)
-                .filter(|m| m.socket.send_own(opcode, payload, compress))
-                .count();
+            for message in run {
+                reached = state
+                    .members
+                    .iter()
+                    .filter(|m| m.lane == Lane::Own && Some(m.id()) != exclude)
+                    .filter(|m| {
+                        m.socket
+                            .send_own(message.opcode, &message.payload, message.compress)
+                    })
+                    .count();
+            }
         }
-        let plain = Frame {
-            opcode,
-            payload,
-            compressed: false,
+        let plain: Vec<Frame<'_>> = run
+            .iter()
+            .map(|m| Frame {
+                opcode: m.opcode,
+                payload: &m.payload,
+                compressed: false,
+            })
+            .collect();
+        let lanes = Lanes {
+            members: &state.members,
+            sender: sender.as_ref(),
         };
-        reached += fan_out(
-            &state.members,
-            &mut state.plain,
-            Lane::Plain,
-            &plain,
-            sender.as_ref(),
-            wake,
-        );
+        let mut last = lanes.fan_out_run(&mut state.plain, Lane::Plain, &plain, wake);
         if state.deflate.members
             > usize::from(sender.as_ref().is_some_and(|s| s.1 == Lane::Deflate))
         {
-            let compressed = compress.then(|| compress_shared(15, payload)).flatten();
-            let frame = match &compressed {
-                Some(compressed) => Frame {
-                    opcode,
-                    payload: compressed,
-                    compressed: true,
-                },
-                None => plain,
-            };
-            reached += fan_out(
-                &state.members,
-                &mut state.deflate,
-                Lane::Deflate,
-                &frame,
-                sender.as_ref(),
-                wake,
-            );
+            let compressed: Vec<Option<Bytes>> = run
+                .iter()
+                .map(|m| {
+                    m.compress
+                        .then(|| compress_shared(15, &m.payload))
+                        .flatten()
+                })
+                .collect();
+            let frames: Vec<Frame<'_>> = plain
+                .iter()
+                .zip(&compressed)
+                .map(|(plain, compressed)| match compressed {
+                    Some(payload) => Frame {
+                        opcode: plain.opcode,
+                        payload,
+                        compressed: true,
+                    },
+                    None => *plain,
+                })
+                .collect();
+            last += lanes.fan_out_run(&mut state.deflate, Lane::Deflate, &frames, wake);
+        }
+        reached + last
+    }
+}
+
+/// One message of a published run.
+#[derive(Debug, Clone)]
+pub(crate) struct Publish {
+    pub(crate) opcode: OpCode,
+    pub(crate) payload: Bytes,
+    pub(crate) compress: bool,
+}
+
+/// The members of a topic and the sender of a run, for fanning out a run
+/// through a shared lane.
+struct Lanes<'a> {
+    members: &'a [Member],
+    sender: Option<&'a (Arc<dyn Subscriber>, Lane)>,
+}
+
+impl Lanes<'_> {
+    /// Queues `frames` in order to the members reading `kind`: runs of
+    /// small frames through the lane's batch in one append, each large
+    /// frame on its own. Returns how many the last frame reached.
+    fn fan_out_run(
+        &self,
+        lane: &mut SharedLane,
+        kind: Lane,
+        frames: &[Frame<'_>],
+        wake: &mut Vec<Waker>,
+    ) -> usize {
+        let mut reached = 0;
+        let mut rest = frames;
+        while !rest.is_empty() {
+            let small = rest
+                .iter()
+                .take_while(|f| f.payload.len() <= COPY_LIMIT)
+                .count();
+            let take = small.max(1);
+            reached = fan_out(self.members, lane, kind, &rest[..take], self.sender, wake);
+            rest = &rest[take..];
         }
         reached
     }
@@ -234,8 +302,9 @@ struct Frame<'a> {
     compressed: bool,
 }
 
-/// Queues `frame` to the members reading `kind` through `lane`'s batch,
-/// skipping `sender`; returns how many it reached.
+/// Queues `frames` (one large frame, or small ones) to the members reading
+/// `kind` through `lane`'s batch, skipping `sender`; returns how many it
+/// reached.
 ///
 /// While every recipient's outbox holds an open cursor into the batch, this
 /// appends the frame and touches no subscriber at all (it only wakes those
@@ -246,7 +315,7 @@ fn fan_out(
     members: &[Member],
     lane: &mut SharedLane,
     kind: Lane,
-    frame: &Frame<'_>,
+    frames: &[Frame<'_>],
     sender: Option<&(Arc<dyn Subscriber>, Lane)>,
     wake: &mut Vec<Waker>,
 ) -> usize {
@@ -263,7 +332,8 @@ fn fan_out(
             .iter()
             .filter(move |m| m.lane == kind && Some(m.id()) != exclude)
     };
-    if frame.payload.len() > COPY_LIMIT {
+    if frames.len() == 1 && frames[0].payload.len() > COPY_LIMIT {
+        let frame = &frames[0];
         // Large payloads are shared as they are, behind one shared header.
         let mut head = BytesMut::new();
         encode_header(
@@ -288,7 +358,9 @@ fn fan_out(
         sender.outbox().leave_batch(batch);
     }
     let write = |buf: &mut BytesMut| {
-        encode_message_frame(buf, frame.opcode, frame.compressed, frame.payload, None)
+        for frame in frames {
+            encode_message_frame(buf, frame.opcode, frame.compressed, frame.payload, None);
+        }
     };
     let (batch, appended) = loop {
         if let Some(batch) = &lane.batch {

@@ -12,7 +12,7 @@
 //!
 //! A subscriber that found nothing new parks its waker here; the next append
 //! hands the parked wakers back to the publisher, which wakes them once the
-//! locks are released (or at the end of its turn, see [`crate::turn`]).
+//! locks are released (or at the end of its turn, see [`crate::wake`]).
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,11 +20,18 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::Waker;
 
 use bytes::{Bytes, BytesMut};
+use foldhash::HashMap;
 
 /// A batch stops taking frames at this size; the next publish starts another.
 const MAX_BATCH: usize = 64 * 1024;
 /// Initial capacity of a batch.
 const INITIAL: usize = 4 * 1024;
+/// A batch sealed into this many pieces (one per read that found new bytes)
+/// takes no more frames either: a reader's range then spans at most this
+/// many slices (one vectored write), finding them costs a short scan, and a
+/// topic with many subscribers reading at different times does not keep a
+/// long list of tiny pieces alive.
+const MAX_PIECES: usize = 64;
 
 /// Frames appended by publishers, sealed piece by piece as subscribers read.
 #[derive(Debug)]
@@ -44,8 +51,10 @@ struct Data {
     tail: BytesMut,
     /// Subscriber outboxes whose open cursor points into this batch.
     cursors: usize,
-    /// Subscribers that read to the end and wait for more.
-    parked: Vec<Waker>,
+    /// Subscribers (by socket id) that read to the end and wait for more.
+    /// Keyed, so a socket that leaves takes its waker (and with it its
+    /// task's memory) out at once, whatever the topic's traffic.
+    parked: HashMap<u64, Waker>,
 }
 
 impl Data {
@@ -111,7 +120,7 @@ impl Batch {
                 sealed_len: 0,
                 tail: BytesMut::with_capacity(INITIAL),
                 cursors: 0,
-                parked: Vec::new(),
+                parked: HashMap::default(),
             }),
         })
     }
@@ -138,14 +147,14 @@ impl Batch {
     ) -> Option<Appended> {
         let mut data = self.lock();
         let start = data.len();
-        if start >= MAX_BATCH {
+        if start >= MAX_BATCH || data.sealed.len() >= MAX_PIECES {
             return None;
         }
         write(&mut data.tail);
         Some(Appended {
             range: start..data.len(),
             all_covered: data.cursors == recipients,
-            parked: std::mem::take(&mut data.parked),
+            parked: data.parked.drain().map(|(_, waker)| waker).collect(),
         })
     }
 
@@ -177,13 +186,13 @@ impl Batch {
     }
 
     /// Pushes everything from `start` to the end onto `out` and returns the
-    /// end; or, with nothing past `start`, parks `waker` (if `park`) until
+    /// end; or, with nothing past `start`, parks socket `id`'s `waker` until
     /// the next append.
     pub(crate) fn read_or_park(
         &self,
         start: usize,
+        id: u64,
         waker: &Waker,
-        park: bool,
         out: &mut Vec<Bytes>,
     ) -> Read {
         let mut data = self.lock();
@@ -195,10 +204,18 @@ impl Batch {
             data.slices(start..end, out);
             return Read::Upto(end);
         }
-        if park {
-            data.parked.push(waker.clone());
+        match data.parked.get(&id) {
+            Some(parked) if parked.will_wake(waker) => {}
+            _ => {
+                data.parked.insert(id, waker.clone());
+            }
         }
         Read::Parked
+    }
+
+    /// Takes socket `id`'s waker out of the parked ones (its cursor left).
+    pub(crate) fn unpark(&self, id: u64) {
+        self.lock().parked.remove(&id);
     }
 }
 
@@ -241,6 +258,20 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_read_in_many_pieces_takes_no_more() {
+        let batch = Batch::new();
+        let mut out = Vec::new();
+        for i in 0..MAX_PIECES {
+            assert!(put(&batch, 0, b"x").is_some(), "piece {i}");
+            batch.read(i..i + 1, &mut out);
+        }
+        assert!(put(&batch, 0, b"x").is_none());
+        out.clear();
+        batch.read(0..MAX_PIECES, &mut out);
+        assert_eq!(out.len(), MAX_PIECES, "one slice per piece");
+    }
+
+    #[test]
     fn counts_open_cursors() {
         let batch = Batch::new();
         assert!(put(&batch, 0, b"a").unwrap().all_covered);
@@ -258,20 +289,28 @@ mod tests {
         let mut out = Vec::new();
         put(&batch, 0, b"ab");
         assert_eq!(
-            batch.read_or_park(0, Waker::noop(), true, &mut out),
+            batch.read_or_park(0, 1, Waker::noop(), &mut out),
             Read::Upto(2)
         );
-        assert_eq!(
-            batch.read_or_park(2, Waker::noop(), true, &mut out),
-            Read::Parked
-        );
+        for _ in 0..2 {
+            assert_eq!(
+                batch.read_or_park(2, 1, Waker::noop(), &mut out),
+                Read::Parked
+            );
+        }
         let appended = put(&batch, 0, b"c").unwrap();
-        assert_eq!(appended.parked.len(), 1, "the parked reader is handed back");
+        assert_eq!(appended.parked.len(), 1, "the parked reader, once");
         assert!(put(&batch, 0, b"d").unwrap().parked.is_empty(), "once");
         assert_eq!(
-            batch.read_or_park(2, Waker::noop(), true, &mut out),
+            batch.read_or_park(2, 1, Waker::noop(), &mut out),
             Read::Upto(4)
         );
         assert_eq!(concat(&out), b"abcd");
+        assert_eq!(
+            batch.read_or_park(4, 2, Waker::noop(), &mut out),
+            Read::Parked
+        );
+        batch.unpark(2);
+        assert!(put(&batch, 0, b"e").unwrap().parked.is_empty(), "left");
     }
 }

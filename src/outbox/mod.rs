@@ -23,7 +23,7 @@
 //! 6. a batch (`outbox::batch`).
 //!
 //! No lock is held while a waker runs: wake-ups are made after unlocking,
-//! or at the end of the socket task's turn ([`crate::turn`]).
+//! or at the end of the socket task's turn ([`crate::wake`]).
 
 pub(crate) mod batch;
 mod lifecycle;
@@ -44,7 +44,7 @@ use crate::protocol::close::CloseBody;
 use crate::protocol::close_code;
 use crate::protocol::encode_frame;
 use crate::protocol::frame::OpCode;
-use crate::{SendStatus, turn};
+use crate::{SendStatus, wake};
 
 /// Payloads up to this size are copied next to their header into one buffer;
 /// larger ones are queued as they are, behind a separate header.
@@ -75,7 +75,8 @@ struct Cursor {
 struct Queue {
     entries: VecDeque<Entry>,
     cursor: Option<Cursor>,
-    /// The cursor's batch holds this socket's waker (parked at its end).
+    /// The cursor's batch may hold this socket's waker (parked at its
+    /// end): taken out when the cursor closes.
     parked: bool,
     /// The batch (by id) and the end of the last cursor closed in this queue,
     /// so a publish racing that close is not queued twice.
@@ -207,7 +208,7 @@ impl Outbox {
         };
         drop(queue);
         if let Some(waker) = waker {
-            turn::wake(waker);
+            wake::wake(waker);
         }
     }
 
@@ -255,7 +256,7 @@ impl Outbox {
             let waker = queue.waker.take();
             drop(queue);
             if let Some(waker) = waker {
-                turn::wake(waker);
+                wake::wake(waker);
             }
         }
     }
@@ -330,7 +331,9 @@ impl Outbox {
         let Some(Cursor { batch, start }) = queue.cursor.take() else {
             return;
         };
-        queue.parked = false;
+        if std::mem::take(&mut queue.parked) {
+            batch.unpark(self.id);
+        }
         let end = batch.close_cursor();
         // Batches stay far below 4 GiB (64 KiB plus one small frame).
         queue.covered = Some((batch.id(), u32::try_from(end).unwrap_or(u32::MAX)));
@@ -360,12 +363,23 @@ impl Outbox {
             }
         }
         let took = !into.is_empty();
-        let park = !took && !queue.parked;
         let queue = &mut *queue;
         if let Some(cursor) = &mut queue.cursor {
+            if took {
+                // Something to write already: read what is new, never park.
+                let end = cursor.batch.len();
+                if end > cursor.start {
+                    cursor.batch.read(cursor.start..end, &mut slices);
+                    self.buffered
+                        .fetch_add(end - cursor.start, Ordering::AcqRel);
+                    cursor.start = end;
+                    into.extend(slices.drain(..));
+                }
+                return true;
+            }
             match cursor
                 .batch
-                .read_or_park(cursor.start, waker, park, &mut slices)
+                .read_or_park(cursor.start, self.id, waker, &mut slices)
             {
                 Read::Upto(end) => {
                     self.buffered
@@ -375,7 +389,7 @@ impl Outbox {
                     into.extend(slices.drain(..));
                     return true;
                 }
-                Read::Parked => queue.parked |= park,
+                Read::Parked => queue.parked = true,
             }
         }
         if took {

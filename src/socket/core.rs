@@ -11,7 +11,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::liveness::{Liveness, Verdict};
 use crate::deflate::{Outgoing, compress_shared};
-use crate::hub::{HubInner, Lane, Subscriber, Topic};
+use crate::hub::{self, HubInner, Lane, Subscriber, Topic, deliver_staged};
 use crate::outbox::{COPY_LIMIT, Outbox, Phase};
 use crate::protocol::frame::{MAX_CONTROL_PAYLOAD, OpCode};
 use crate::protocol::{encode_frame, encode_header, encode_message_frame};
@@ -95,6 +95,7 @@ impl Core {
     /// Queues a data message sent to this socket alone, compressed if asked
     /// and negotiated.
     pub(crate) fn send_data(&self, opcode: OpCode, payload: Bytes, compress: bool) -> SendStatus {
+        deliver_staged();
         match (compress, self.deflate.as_deref()) {
             (true, Some(Outgoing::Dedicated(deflater))) => {
                 // Held until queued: frames leave in the order the context saw them.
@@ -128,6 +129,7 @@ impl Core {
     /// backpressure limit: a peer that sends pings and never reads must not
     /// grow a queue of pongs without bound.
     pub(crate) fn send_control(&self, opcode: OpCode, payload: &[u8]) -> SendStatus {
+        deliver_staged();
         let payload = &payload[..payload.len().min(MAX_CONTROL_PAYLOAD)];
         let mut frame = BytesMut::new();
         encode_frame(&mut frame, opcode, payload, None);
@@ -150,6 +152,7 @@ impl Core {
     /// Subscribes to `name` through `me` (this socket as a subscriber);
     /// false if already subscribed or closed.
     pub(crate) fn subscribe(&self, name: &str, me: impl FnOnce() -> Arc<dyn Subscriber>) -> bool {
+        deliver_staged();
         let mut topics = self.subscriptions();
         // Checked under the subscriptions lock, which `leave_hub` takes
         // after the outbox was shut: a subscribe either lands before and is
@@ -168,8 +171,14 @@ impl Core {
         let exclude = (!self.publish_to_self).then_some(self.id);
         let topics = self.subscriptions();
         if let Some(topic) = topics.iter().find(|t| t.name() == name) {
-            // In the topic ourselves: it stays in the hub at least while we
-            // hold this lock, so publish through our own handle on it.
+            // In the topic ourselves: held to the end of this turn when one
+            // runs here (reaching its members, the sender aside), else
+            // published now through our own handle on the topic, which
+            // stays in the hub at least while we hold this lock.
+            if hub::stage(&self.hub, topic, exclude, msg, compress) {
+                return topic.len() - usize::from(exclude.is_some());
+            }
+            deliver_staged();
             return self.hub.publish_to(topic, msg, exclude, compress);
         }
         drop(topics);
@@ -178,6 +187,7 @@ impl Core {
 
     /// Leaves `name`; false if not subscribed.
     pub(crate) fn unsubscribe(&self, name: &str) -> bool {
+        deliver_staged();
         let mut topics = self.subscriptions();
         let Some(at) = topics.iter().position(|t| t.name() == name) else {
             return false;
@@ -202,6 +212,7 @@ impl Core {
     /// The connection is gone: shuts the outbox and leaves every topic for
     /// good. Idempotent.
     pub(crate) fn end(&self) {
+        deliver_staged();
         self.outbox.shut();
         let topics = std::mem::take(&mut *self.subscriptions());
         for topic in topics {

@@ -12,7 +12,7 @@ use bytes::Bytes;
 
 pub(crate) use self::core::{Core, Settings};
 use crate::Message;
-use crate::hub::{Lane, Subscriber};
+use crate::hub::{Lane, Subscriber, deliver_staged};
 use crate::outbox::Outbox;
 use crate::protocol::frame::OpCode;
 
@@ -170,11 +170,13 @@ impl<T> WebSocket<T> {
     /// that may not be sent (1005, 1006, 1015, reserved ranges) sends a close
     /// frame without a code; the reason is cut to 123 bytes.
     pub fn close(&self, code: u16, reason: &str) {
+        deliver_staged();
         self.core().outbox().begin_close(code, reason);
     }
 
     /// Drops the connection at once, without a close frame; `close` runs with 1006.
     pub fn terminate(&self) {
+        deliver_staged();
         self.core().outbox().terminate();
     }
 
@@ -194,6 +196,7 @@ impl<T> WebSocket<T> {
                 self.0.uncork();
             }
         }
+        deliver_staged();
         self.core().outbox().cork();
         let _uncork = Uncork(self.core().outbox());
         f(self)

@@ -1,6 +1,6 @@
-//! A socket task's *turn*: one poll of its future. Wake-ups that the turn
-//! causes (publishes reaching other sockets, sends to them) are held until
-//! the turn ends and then made together.
+//! Wake-ups held for the rest of a socket task's *turn* (one poll of its
+//! future, see `driver::turn`): publishes reaching other sockets and sends
+//! to them wake those sockets once the turn ends, all together.
 //!
 //! On one thread this changes nothing: woken tasks run after the current
 //! one anyway. On many, it is what keeps a publisher's whole read together:
@@ -14,9 +14,7 @@
 //! way, once per loop iteration).
 
 use std::cell::RefCell;
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll, Waker};
+use std::task::Waker;
 
 thread_local! {
     /// The wakers held by the turn running on this thread, if one is.
@@ -49,62 +47,35 @@ pub(crate) fn wake_all(wakers: Vec<Waker>) {
     }
 }
 
-pin_project_lite::pin_project! {
-    /// Runs each poll of `fut` as a turn.
-    pub(crate) struct Turn<F> {
-        #[pin]
-        fut: F,
+/// Starts holding this thread's wake-ups (a turn begins); returns whether
+/// a turn was already holding them (then that one releases them).
+pub(crate) fn hold() -> bool {
+    HELD.with(|held| std::mem::replace(&mut held.borrow_mut().active, true))
+}
+
+/// Stops holding and makes every held wake-up (the turn ends).
+pub(crate) fn release() {
+    let mut wakers = HELD.with(|held| {
+        let mut held = held.borrow_mut();
+        held.active = false;
+        std::mem::take(&mut held.wakers)
+    });
+    for waker in wakers.drain(..) {
+        waker.wake();
     }
-}
-
-impl<F> Turn<F> {
-    pub(crate) fn new(fut: F) -> Self {
-        Self { fut }
-    }
-}
-
-impl<F: Future> Future for Turn<F> {
-    type Output = F::Output;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let outer = HELD.with(|held| {
-            let mut held = held.borrow_mut();
-            std::mem::replace(&mut held.active, true)
-        });
-        // Ends the turn even if the poll panics (a handler's panic is caught
-        // inside, but a bug must not leave this thread holding wake-ups).
-        let _end = EndTurn { outer };
-        self.project().fut.poll(cx)
-    }
-}
-
-struct EndTurn {
-    /// A turn was already running (a nested poll): it makes the wake-ups.
-    outer: bool,
-}
-
-impl Drop for EndTurn {
-    fn drop(&mut self) {
-        if self.outer {
-            return;
-        }
-        let mut wakers = HELD.with(|held| {
-            let mut held = held.borrow_mut();
-            held.active = false;
-            std::mem::take(&mut held.wakers)
-        });
-        for waker in wakers.drain(..) {
-            waker.wake();
-        }
-        // Keep the allocation for the next turn on this thread.
-        HELD.with(|held| {
-            if let Ok(mut held) = held.try_borrow_mut() {
-                if held.wakers.capacity() < wakers.capacity() {
-                    held.wakers = wakers;
-                }
+    // Keep the allocation for the next turn on this thread.
+    HELD.with(|held| {
+        if let Ok(mut held) = held.try_borrow_mut() {
+            if held.wakers.capacity() < wakers.capacity() {
+                held.wakers = wakers;
             }
-        });
-    }
+        }
+    });
+}
+
+/// Whether a turn holds this thread's wake-ups now.
+pub(crate) fn holding() -> bool {
+    HELD.with(|held| held.try_borrow().is_ok_and(|held| held.active))
 }
 
 #[cfg(test)]
@@ -129,13 +100,11 @@ mod tests {
         let seen_inside = Arc::new(AtomicUsize::new(usize::MAX));
         let inside = Arc::clone(&seen_inside);
         let counted = Arc::clone(&count);
-        let mut turn = std::pin::pin!(Turn::new(async move {
-            wake(waker.clone());
-            wake(waker);
-            inside.store(counted.0.load(Ordering::SeqCst), Ordering::SeqCst);
-        }));
-        let mut cx = Context::from_waker(Waker::noop());
-        assert!(turn.as_mut().poll(&mut cx).is_ready());
+        assert!(!hold());
+        wake(waker.clone());
+        wake(waker);
+        inside.store(counted.0.load(Ordering::SeqCst), Ordering::SeqCst);
+        release();
         assert_eq!(seen_inside.load(Ordering::SeqCst), 0, "held inside");
         assert_eq!(count.0.load(Ordering::SeqCst), 2, "made at the end");
         wake(Waker::from(Arc::clone(&count)));
