@@ -67,14 +67,21 @@
 //!   cursor stays open while its socket writes — a publish touches no
 //!   subscriber at all: it appends, and wakes only the sockets parked at the
 //!   batch's end. A new batch (every 64 KiB) visits each subscriber once.
-//! - **Turns.** Wake-ups a socket's task causes while it runs (its handler's
-//!   publishes and sends) are held until that poll of the task ends, then
-//!   made together. A publisher's whole read — 50 messages, say — thus
-//!   reaches each subscriber as one wake-up and one write, on one thread or
-//!   on many: cross-thread work is per batch, not per subscriber per message.
+//! - **Turns.** One poll of a socket's task is a turn. The publishes its
+//!   handlers make to a topic the socket is in are held until the turn ends,
+//!   then delivered as one run per topic: one lock of the topic and one
+//!   append per lane for a whole burst (uWebSockets drains its topic tree
+//!   once per loop iteration the same way). Anything else that queues
+//!   frames or changes membership on that thread delivers what is held
+//!   first, so every subscriber sees a thread's sends and publishes in the
+//!   order they were made. The wake-ups a turn causes are made when it ends,
+//!   together. A publisher's whole read — 50 messages, say — thus reaches
+//!   each subscriber as one wake-up and one write, on one thread or on
+//!   many: cross-thread work is per batch, not per subscriber per message.
 //!   (tokio queues a woken task on the waking thread and lets idle threads
 //!   steal it; woken per message, subscribers on other threads would chase
-//!   the publisher one message at a time.)
+//!   the publisher one message at a time, and publishers on several threads
+//!   would fight over the topic's lock once per message.)
 //! - **The hub** owns the topic map and the registry of open sockets (for
 //!   `shutdown` and the idle sweep, one task per hub). It sees a socket only
 //!   through a narrow interface (id, lane, outbox), and other machines only

@@ -32,67 +32,79 @@ struct Run {
     hub: Arc<HubInner>,
     topic: Arc<Topic>,
     exclude: Option<u64>,
-    messages: Vec<(Message, bool)>,
+    publishes: Vec<Publish>,
+    /// The messages again, for a bridged hub's `forward` (empty otherwise).
+    forward: Vec<Message>,
 }
 
 /// Holds `msg` for `topic` until the turn running on this thread ends;
-/// false (nothing held) when no turn runs here.
+/// gives it back when no turn runs here.
 pub(crate) fn stage(
     hub: &Arc<HubInner>,
     topic: &Arc<Topic>,
     exclude: Option<u64>,
-    msg: &Message,
+    msg: Message,
     compress: bool,
-) -> bool {
+) -> Result<(), Message> {
     if !wake::holding() {
-        return false;
+        return Err(msg);
     }
     STAGED.with(|staged| {
         let Ok(mut staged) = staged.try_borrow_mut() else {
-            return false;
+            return Err(msg);
         };
-        match staged.last_mut() {
-            Some(run)
-                if Arc::ptr_eq(&run.topic, topic)
-                    && Arc::ptr_eq(&run.hub, hub)
-                    && run.exclude == exclude =>
-            {
-                run.messages.push((msg.clone(), compress));
-            }
-            _ => staged.push(Run {
+        let same = staged.last().is_some_and(|run| {
+            Arc::ptr_eq(&run.topic, topic) && Arc::ptr_eq(&run.hub, hub) && run.exclude == exclude
+        });
+        if !same {
+            staged.push(Run {
                 hub: Arc::clone(hub),
                 topic: Arc::clone(topic),
                 exclude,
-                messages: vec![(msg.clone(), compress)],
-            }),
+                publishes: Vec::with_capacity(16),
+                forward: Vec::new(),
+            });
         }
-        true
+        let Some(run) = staged.last_mut() else {
+            return Err(msg);
+        };
+        if hub.bridge.is_some() {
+            run.forward.push(msg.clone());
+        }
+        run.publishes.push(Publish {
+            opcode: opcode(&msg),
+            payload: msg.into_bytes(),
+            compress,
+        });
+        Ok(())
     })
 }
 
 /// Delivers every publish held on this thread, in order.
 pub(crate) fn deliver_staged() {
-    let runs = STAGED.with(|staged| {
+    let mut runs = STAGED.with(|staged| {
         staged
             .try_borrow_mut()
             .map(|mut staged| std::mem::take(&mut *staged))
             .unwrap_or_default()
     });
-    for run in runs {
-        let publishes: Vec<Publish> = run
-            .messages
-            .iter()
-            .map(|(msg, compress)| Publish {
-                opcode: opcode(msg),
-                payload: msg.payload().clone(),
-                compress: *compress,
-            })
-            .collect();
-        run.topic.publish_run(&publishes, run.exclude);
+    if runs.is_empty() {
+        return;
+    }
+    for run in runs.drain(..) {
+        run.topic.publish_run(&run.publishes, run.exclude);
         if let Some(bridge) = &run.hub.bridge {
-            for (msg, compress) in &run.messages {
-                bridge.forward(run.topic.name(), msg, *compress);
+            for (msg, publish) in run.forward.iter().zip(&run.publishes) {
+                bridge.forward(run.topic.name(), msg, publish.compress);
             }
         }
     }
+    // Keep the list's allocation for this thread's next turn.
+    STAGED.with(|staged| {
+        if let Ok(mut staged) = staged.try_borrow_mut() {
+            if staged.is_empty() {
+                *staged = runs;
+            }
+        }
+    });
 }

@@ -357,6 +357,8 @@ fn fan_out(
     if let (Some(sender), Some(batch)) = (sender, &lane.batch) {
         sender.outbox().leave_batch(batch);
     }
+    // A frame's header is at most 10 bytes (a server sends no mask).
+    let size = frames.iter().map(|f| f.payload.len() + 10).sum();
     let write = |buf: &mut BytesMut| {
         for frame in frames {
             encode_message_frame(buf, frame.opcode, frame.compressed, frame.payload, None);
@@ -364,7 +366,7 @@ fn fan_out(
     };
     let (batch, appended) = loop {
         if let Some(batch) = &lane.batch {
-            if let Some(appended) = batch.append(recipients, write) {
+            if let Some(appended) = batch.append(recipients, size, write) {
                 break (Arc::clone(batch), appended);
             }
         }

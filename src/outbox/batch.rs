@@ -134,7 +134,8 @@ impl Batch {
         self.data.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Appends what `write` writes, unless the batch is full, and tells
+    /// Appends what `write` writes (about `size` bytes), unless the batch
+    /// is full, and tells
     /// whether `recipients` cursors were open at that moment.
     ///
     /// Counting under the same lock as the append is what makes skipping the
@@ -143,6 +144,7 @@ impl Batch {
     pub(crate) fn append(
         &self,
         recipients: usize,
+        size: usize,
         write: impl FnOnce(&mut BytesMut),
     ) -> Option<Appended> {
         let mut data = self.lock();
@@ -150,6 +152,10 @@ impl Batch {
         if start >= MAX_BATCH || data.sealed.len() >= MAX_PIECES {
             return None;
         }
+        // At most one allocation per append: once sealed pieces share the
+        // tail's buffer, growing it in small steps would copy the unsealed
+        // bytes into a new small buffer each time.
+        data.tail.reserve(size.max(INITIAL));
         write(&mut data.tail);
         Some(Appended {
             range: start..data.len(),
@@ -224,7 +230,7 @@ mod tests {
     use super::*;
 
     fn put(batch: &Batch, recipients: usize, bytes: &[u8]) -> Option<Appended> {
-        batch.append(recipients, |buf| buf.extend_from_slice(bytes))
+        batch.append(recipients, bytes.len(), |buf| buf.extend_from_slice(bytes))
     }
 
     fn concat(pieces: &[Bytes]) -> Vec<u8> {

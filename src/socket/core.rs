@@ -167,7 +167,7 @@ impl Core {
 
     /// Publishes to `name` from this socket (which it excludes unless it
     /// publishes to itself).
-    pub(crate) fn publish(&self, name: &str, msg: &Message, compress: bool) -> usize {
+    pub(crate) fn publish(&self, name: &str, msg: Message, compress: bool) -> usize {
         let exclude = (!self.publish_to_self).then_some(self.id);
         let topics = self.subscriptions();
         if let Some(topic) = topics.iter().find(|t| t.name() == name) {
@@ -175,14 +175,15 @@ impl Core {
             // runs here (reaching its members, the sender aside), else
             // published now through our own handle on the topic, which
             // stays in the hub at least while we hold this lock.
-            if hub::stage(&self.hub, topic, exclude, msg, compress) {
-                return topic.len() - usize::from(exclude.is_some());
-            }
+            let msg = match hub::stage(&self.hub, topic, exclude, msg, compress) {
+                Ok(()) => return topic.len() - usize::from(exclude.is_some()),
+                Err(msg) => msg,
+            };
             deliver_staged();
-            return self.hub.publish_to(topic, msg, exclude, compress);
+            return self.hub.publish_to(topic, &msg, exclude, compress);
         }
         drop(topics);
-        self.hub.publish(name, msg, exclude, compress)
+        self.hub.publish(name, &msg, exclude, compress)
     }
 
     /// Leaves `name`; false if not subscribed.

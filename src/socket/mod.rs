@@ -250,7 +250,7 @@ impl<T: Send + Sync + 'static> WebSocket<T> {
     /// [`publish`](Self::publish), compressed only if `compress` is true
     /// (Bun's `publish(topic, message, compress)`).
     pub fn publish_with(&self, topic: &str, msg: impl Into<Message>, compress: bool) -> usize {
-        self.core().publish(topic, &msg.into(), compress)
+        self.core().publish(topic, msg.into(), compress)
     }
 }
 
