@@ -243,6 +243,14 @@ impl<T: Send + Sync + 'static> WebSocket<T> {
     /// The frame is encoded once and shared by every subscriber's queue;
     /// subscribers that negotiated compression get it compressed (once, by
     /// the shared compressor, or by each dedicated one).
+    ///
+    /// Inside a handler, a publish to a topic this socket is in is queued
+    /// when the socket task's current poll ends, together with the other
+    /// publishes of that poll (a burst then costs one lock of the topic, not
+    /// one per message); it returns the topic's subscriber count, this socket
+    /// aside unless it publishes to itself. Order is kept: a send, a close
+    /// or a change of subscriptions made afterwards on the same thread
+    /// queues what was published first.
     pub fn publish(&self, topic: &str, msg: impl Into<Message>) -> usize {
         self.publish_with(topic, msg, true)
     }
