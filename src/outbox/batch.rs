@@ -100,15 +100,6 @@ pub(crate) struct Appended {
     pub(crate) parked: Vec<Waker>,
 }
 
-/// What [`Batch::read_or_park`] found.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Read {
-    /// New bytes up to here (their slices were pushed).
-    Upto(usize),
-    /// Nothing new: the waker is parked until the next append.
-    Parked,
-}
-
 impl Batch {
     /// An empty open batch.
     pub(crate) fn new() -> Arc<Self> {
@@ -192,15 +183,14 @@ impl Batch {
     }
 
     /// Pushes everything from `start` to the end onto `out` and returns the
-    /// end; or, with nothing past `start`, parks socket `id`'s `waker` until
-    /// the next append.
+    /// end; or, with nothing past `start`, returns `None` after parking the
+    /// waker of socket `park` (if given) until the next append.
     pub(crate) fn read_or_park(
         &self,
         start: usize,
-        id: u64,
-        waker: &Waker,
+        park: Option<(u64, &Waker)>,
         out: &mut Vec<Bytes>,
-    ) -> Read {
+    ) -> Option<usize> {
         let mut data = self.lock();
         let end = data.len();
         if end > start {
@@ -208,15 +198,17 @@ impl Batch {
                 data.seal();
             }
             data.slices(start..end, out);
-            return Read::Upto(end);
+            return Some(end);
         }
-        match data.parked.get(&id) {
-            Some(parked) if parked.will_wake(waker) => {}
-            _ => {
-                data.parked.insert(id, waker.clone());
+        if let Some((id, waker)) = park {
+            match data.parked.get(&id) {
+                Some(parked) if parked.will_wake(waker) => {}
+                _ => {
+                    data.parked.insert(id, waker.clone());
+                }
             }
         }
-        Read::Parked
+        None
     }
 
     /// Takes socket `id`'s waker out of the parked ones (its cursor left).
@@ -295,26 +287,26 @@ mod tests {
         let mut out = Vec::new();
         put(&batch, 0, b"ab");
         assert_eq!(
-            batch.read_or_park(0, 1, Waker::noop(), &mut out),
-            Read::Upto(2)
+            batch.read_or_park(0, Some((1, Waker::noop())), &mut out),
+            Some(2)
         );
         for _ in 0..2 {
             assert_eq!(
-                batch.read_or_park(2, 1, Waker::noop(), &mut out),
-                Read::Parked
+                batch.read_or_park(2, Some((1, Waker::noop())), &mut out),
+                None
             );
         }
         let appended = put(&batch, 0, b"c").unwrap();
         assert_eq!(appended.parked.len(), 1, "the parked reader, once");
         assert!(put(&batch, 0, b"d").unwrap().parked.is_empty(), "once");
         assert_eq!(
-            batch.read_or_park(2, 1, Waker::noop(), &mut out),
-            Read::Upto(4)
+            batch.read_or_park(2, Some((1, Waker::noop())), &mut out),
+            Some(4)
         );
         assert_eq!(concat(&out), b"abcd");
         assert_eq!(
-            batch.read_or_park(4, 2, Waker::noop(), &mut out),
-            Read::Parked
+            batch.read_or_park(4, Some((2, Waker::noop())), &mut out),
+            None
         );
         batch.unpark(2);
         assert!(put(&batch, 0, b"e").unwrap().parked.is_empty(), "left");

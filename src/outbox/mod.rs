@@ -37,7 +37,6 @@ use std::task::Waker;
 use bytes::{Bytes, BytesMut};
 
 pub(crate) use self::batch::Batch;
-use self::batch::Read;
 use self::lifecycle::Lifecycle;
 pub(crate) use self::lifecycle::Phase;
 use crate::protocol::close::CloseBody;
@@ -365,23 +364,11 @@ impl Outbox {
         let took = !into.is_empty();
         let queue = &mut *queue;
         if let Some(cursor) = &mut queue.cursor {
-            if took {
-                // Something to write already: read what is new, never park.
-                let end = cursor.batch.len();
-                if end > cursor.start {
-                    cursor.batch.read(cursor.start..end, &mut slices);
-                    self.buffered
-                        .fetch_add(end - cursor.start, Ordering::AcqRel);
-                    cursor.start = end;
-                    into.extend(slices.drain(..));
-                }
-                return true;
-            }
-            match cursor
-                .batch
-                .read_or_park(cursor.start, self.id, waker, &mut slices)
-            {
-                Read::Upto(end) => {
+            // With something to write already, read what is new; park only
+            // when there is nothing at all.
+            let park = (!took).then_some((self.id, waker));
+            match cursor.batch.read_or_park(cursor.start, park, &mut slices) {
+                Some(end) => {
                     self.buffered
                         .fetch_add(end - cursor.start, Ordering::AcqRel);
                     cursor.start = end;
@@ -389,7 +376,7 @@ impl Outbox {
                     into.extend(slices.drain(..));
                     return true;
                 }
-                Read::Parked => queue.parked = true,
+                None => queue.parked |= !took,
             }
         }
         if took {
