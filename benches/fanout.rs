@@ -238,8 +238,9 @@ async fn drive(addr: SocketAddr, options: &Options) -> Run {
     }
     let elapsed = start.elapsed().as_secs_f64();
     let cpu = server_cpu() - cpu0;
-    let deliveries =
-        (rounds as usize * options.clients * options.clients * options.messages) as f64;
+    // Every message reaches the N clients of its room, in each of R rooms.
+    let per_room = options.clients * options.clients * options.messages;
+    let deliveries = (rounds as usize * options.rooms * per_room) as f64;
     Run {
         per_second: deliveries / elapsed,
         cpu_per_delivery: cpu / deliveries,
