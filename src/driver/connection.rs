@@ -240,8 +240,7 @@ impl Connection {
 
     /// What a decoded frame means in the current state.
     fn on_frame(&mut self, core: &Core, frame: Frame) -> Option<Event> {
-        let phase = core.outbox().phase();
-        let open = phase <= Phase::IdleExpired;
+        let open = core.outbox().phase().accepts_data();
         match frame {
             // After our close frame, data is read and dropped (RFC 6455 §1.4).
             Frame::Message(msg) => open.then_some(Event::Message(msg)),

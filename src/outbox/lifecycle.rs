@@ -45,6 +45,12 @@ impl Phase {
         }
     }
 
+    /// Whether data (or our first close frame) may still be queued, and
+    /// the peer's messages still go to the handler: before our close.
+    pub(crate) fn accepts_data(self) -> bool {
+        self <= Self::IdleExpired
+    }
+
     /// What the browser API would call it.
     pub(crate) fn ready_state(self) -> ReadyState {
         match self {
@@ -75,7 +81,7 @@ impl Lifecycle {
 
     /// Whether a data frame (or our first close frame) may still be queued.
     pub(crate) fn accepts_data(&self) -> bool {
-        self.phase() <= Phase::IdleExpired
+        self.phase().accepts_data()
     }
 
     /// Moves to `to` if the machine allows it from where it is; returns
