@@ -257,9 +257,12 @@ async fn ten_thousand_connect_subscribe_disconnect_cycles_leave_no_trace() {
 ///
 /// Publishing is fast and a churn cycle is a handshake and two round trips:
 /// left alone, the publishers would be done before the first churner is in.
-/// So they start together (a barrier), and each message waits for its share
-/// of the churn's steps (a watch channel): the publishes are spread over all
-/// of them, each step's right after a subscribe or unsubscribe is sent.
+/// So they start together (a barrier) and move in lockstep with the churn:
+/// the churn announces each step on a watch channel right after it sends a
+/// subscribe or unsubscribe, every publisher then sends its share of the
+/// messages and reports the step done, and only then does the churn read
+/// the server's reply and go on. Every step of the churn has publishes racing
+/// it, whatever the scheduler does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_publishes_with_racing_subscriptions_lose_nothing() {
     const PUBLISHERS: usize = 4;
@@ -275,48 +278,62 @@ async fn concurrent_publishes_with_racing_subscriptions_lose_nothing() {
         }
         let start = Arc::new(Barrier::new(PUBLISHERS + 1));
         let (step_tx, step) = watch::channel(0);
+        let (done_tx, done) = watch::channel([0; PUBLISHERS]);
         let churn = tokio::spawn({
             let start = Arc::clone(&start);
+            let mut done = done.clone();
             async move {
                 start.wait().await;
+                // Announces step `s` and waits for every publisher's share of it.
+                let mut advance = async |s: usize| {
+                    step_tx.send_replace(s);
+                    done.wait_for(|d| d.iter().all(|&p| p >= s)).await.unwrap();
+                };
                 for cycle in 0..CYCLES {
                     let mut next = [0; PUBLISHERS];
                     let mut c = join(addr, "t").await;
-                    step_tx.send_replace(4 * cycle + 1);
+                    advance(4 * cycle + 1).await;
                     say(&mut c, "unsub t").await;
-                    step_tx.send_replace(4 * cycle + 2);
+                    advance(4 * cycle + 2).await;
                     reply(&mut c, "unsubscribed t", &mut next).await;
                     say(&mut c, "sub t").await;
-                    step_tx.send_replace(4 * cycle + 3);
+                    advance(4 * cycle + 3).await;
                     reply(&mut c, "subscribed t", &mut next).await;
                     c.close(None).await.unwrap();
-                    step_tx.send_replace(4 * cycle + 4);
+                    advance(4 * cycle + 4).await;
                 }
             }
         });
         let publishers: Vec<_> = (0..PUBLISHERS)
             .map(|p| {
                 let (hub, start, mut step) = (hub.clone(), Arc::clone(&start), step.clone());
+                let done_tx = done_tx.clone();
                 tokio::spawn(async move {
                     start.wait().await;
                     // The churn steps this publisher's messages went out in.
                     let mut steps = BTreeSet::new();
-                    for i in 0..MESSAGES {
-                        let due = i * STEPS / MESSAGES;
-                        let now = *step.wait_for(|s| *s >= due).await.unwrap();
-                        hub.publish("t", format!("{p} {i}"));
-                        steps.insert(now);
-                        tokio::task::yield_now().await;
+                    let mut i = 0;
+                    for s in 0..=STEPS {
+                        let now = *step.wait_for(|now| *now >= s).await.unwrap();
+                        while i < MESSAGES && i * STEPS / MESSAGES == s {
+                            hub.publish("t", format!("{p} {i}"));
+                            steps.insert(now);
+                            i += 1;
+                            tokio::task::yield_now().await;
+                        }
+                        done_tx.send_modify(|d| d[p] = s);
                     }
-                    steps.len()
+                    assert_eq!(i, MESSAGES, "publisher {p} sent all its messages");
+                    steps
                 })
             })
             .collect();
         for publisher in publishers {
-            let overlapped = publisher.await.unwrap();
-            assert!(
-                overlapped >= STEPS / 2,
-                "a publisher ran through {overlapped} of the churn's {STEPS} steps"
+            let steps = publisher.await.unwrap();
+            assert_eq!(
+                steps,
+                (0..STEPS).collect::<BTreeSet<_>>(),
+                "a publisher's messages went out in every step of the churn, and only then"
             );
         }
         churn.await.unwrap();
