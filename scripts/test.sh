@@ -7,6 +7,12 @@ cd "$(dirname "$0")/.."
 command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
 # tests/deflate.rs checks permessage-deflate against Python's `websockets`.
 python3 -c 'import websockets' 2>/dev/null || python3 -m pip install websockets
+# tests/client_peers.rs runs the client against Node's `ws` (and Python's
+# `websockets`): `ws` lives outside the clone, found through NODE_PATH.
+command -v node >/dev/null || (apt-get update && apt-get install -y nodejs npm)
+node_modules=${WSHUB_NODE_MODULES:-$HOME/.cache/wshub/node/node_modules}
+[ -f "$node_modules/ws/package.json" ] || npm install --prefix "$(dirname "$node_modules")" ws
+export WSHUB_NODE_MODULES=$node_modules
 # --workspace: also the tools' own tests (tools/chat-room, tools/testkit).
 cargo test --workspace --all-features
 scripts/autobahn.sh

@@ -95,10 +95,13 @@
 #![deny(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![doc(test(attr(deny(warnings))))]
 
+#[cfg(feature = "client")]
+pub mod client;
 mod clock;
 mod config;
 mod deflate;
 mod driver;
+mod entropy;
 mod error;
 #[cfg(feature = "__fuzz")]
 #[doc(hidden)]
@@ -114,7 +117,11 @@ mod socket;
 mod upgrade;
 mod wake;
 
+#[cfg(feature = "client")]
+pub use client::{Client, ClientSocket, connect};
 pub use config::Config;
+#[cfg(feature = "client")]
+pub use deflate::ExtensionError;
 pub use deflate::{Compression, Compressor};
 pub use error::Error;
 pub use handler::Handler;

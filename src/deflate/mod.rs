@@ -8,9 +8,15 @@
 //! presets trade ratio for memory exactly as uWebSockets maps them to zlib's
 //! window bits and memory level.
 
+#[cfg(feature = "client")]
+mod client_side;
 mod codec;
 mod negotiate;
 
+#[cfg(feature = "client")]
+pub use self::client_side::ExtensionError;
+#[cfg(feature = "client")]
+pub(crate) use self::client_side::{client_accept, client_offer};
 pub(crate) use self::codec::{Deflater, Inflater, compress_shared};
 pub(crate) use self::negotiate::{Negotiated, negotiate};
 
@@ -24,21 +30,21 @@ pub(crate) enum Outgoing {
 }
 
 impl Outgoing {
-    /// The compressor `config` asks for, within what the peer `agreed` to;
-    /// `None` when this server does not compress.
-    pub(crate) fn new(config: Compressor, agreed: &Negotiated) -> Option<Self> {
+    /// The compressor `config` asks for, within the `(window, takeover)`
+    /// agreed for the messages this end sends; `None` when it does not
+    /// compress. zlib cannot write raw deflate with an 8-bit window: a
+    /// peer that allows no more gets every message uncompressed, which
+    /// RFC 7692 permits.
+    pub(crate) fn new(config: Compressor, (window, takeover): (u8, bool)) -> Option<Self> {
+        if window < 9 {
+            return None;
+        }
         match config {
             Compressor::Disabled => None,
-            Compressor::Shared => Some(Self::Shared {
-                window: agreed.server_window,
-            }),
+            Compressor::Shared => Some(Self::Shared { window }),
             dedicated => {
                 let (_, mem_level) = dedicated.zlib_params();
-                Some(Self::Dedicated(Deflater::new(
-                    agreed.server_window,
-                    mem_level,
-                    agreed.server_takeover,
-                )))
+                Some(Self::Dedicated(Deflater::new(window, mem_level, takeover)))
             }
         }
     }

@@ -1,9 +1,11 @@
 //! Negotiating `permessage-deflate` (RFC 7692 §5, §7.1): reading the
-//! client's offers and writing the server's answer.
+//! client's offers and writing the server's answer. The client's side is
+//! in `client_side`.
 
 use http::HeaderValue;
 
 use super::{Compression, Compressor};
+use crate::protocol::Role;
 
 /// What one socket agreed to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,14 +20,32 @@ pub(crate) struct Negotiated {
     pub(crate) client_takeover: bool,
 }
 
+impl Negotiated {
+    /// The window bits and context takeover of the messages `role` sends.
+    pub(crate) fn sent_by(&self, role: Role) -> (u8, bool) {
+        match role {
+            Role::Server => (self.server_window, self.server_takeover),
+            Role::Client => (self.client_window, self.client_takeover),
+        }
+    }
+
+    /// The window bits and context takeover of the messages `role` receives.
+    pub(crate) fn received_by(&self, role: Role) -> (u8, bool) {
+        match role {
+            Role::Server => self.sent_by(Role::Client),
+            Role::Client => self.sent_by(Role::Server),
+        }
+    }
+}
+
 /// One offer's parameters; `None` where absent.
 #[derive(Debug, Default, PartialEq, Eq)]
-struct Offer {
-    server_no_context_takeover: bool,
-    client_no_context_takeover: bool,
-    server_max_window_bits: Option<u8>,
+pub(super) struct Offer {
+    pub(super) server_no_context_takeover: bool,
+    pub(super) client_no_context_takeover: bool,
+    pub(super) server_max_window_bits: Option<u8>,
     /// `Some(None)`: the parameter without a value.
-    client_max_window_bits: Option<Option<u8>>,
+    pub(super) client_max_window_bits: Option<Option<u8>>,
 }
 
 /// Picks the first offer in `Sec-WebSocket-Extensions` that `config` can
@@ -92,7 +112,7 @@ fn accept(offer: &Offer, config: Compression) -> Option<(Negotiated, HeaderValue
 }
 
 /// Parses one extension; `None` unless it is a well-formed deflate offer.
-fn parse_offer(extension: &str) -> Option<Offer> {
+pub(super) fn parse_offer(extension: &str) -> Option<Offer> {
     let mut parts = split_outside_quotes::<';'>(extension);
     if !parts.next()?.eq_ignore_ascii_case("permessage-deflate") {
         return None;
@@ -146,7 +166,7 @@ fn unquote(value: &str) -> Option<&str> {
 
 /// `s` split at `SEP` except inside double quotes, each piece trimmed,
 /// empty pieces skipped.
-fn split_outside_quotes<const SEP: char>(s: &str) -> impl Iterator<Item = &str> {
+pub(super) fn split_outside_quotes<const SEP: char>(s: &str) -> impl Iterator<Item = &str> {
     let mut rest = s;
     std::iter::from_fn(move || {
         loop {

@@ -99,8 +99,9 @@ impl Connection {
         prefix: Bytes,
         config: Arc<Config>,
         inflater: Option<Inflater>,
+        role: Role,
     ) -> Self {
-        let mut decoder = Decoder::new(Role::Server, config.max_payload_length);
+        let mut decoder = Decoder::new(role, config.max_payload_length);
         if let Some(inflater) = inflater {
             decoder = decoder.with_inflater(inflater);
         }
@@ -394,13 +395,19 @@ impl Connection {
         })
     }
 
-    /// Writes what is still queued and shuts down our side, by `deadline`.
+    /// Writes what is still queued and, on a server, shuts down our side,
+    /// by `deadline`. A client leaves closing the TCP connection to the
+    /// server (RFC 6455 §7.1.1) and only waits for it, in `linger`.
     pub(super) async fn finish_writes(&mut self, core: &Core, then: Then, deadline: Instant) {
         if then == Then::Drop {
             return;
         }
+        let client = core.outbox().masks();
         let flush_and_shutdown = async {
             poll_fn(|cx| self.poll_flush(cx, core)).await?;
+            if client {
+                return Ok(());
+            }
             poll_fn(|cx| Pin::new(&mut self.io).poll_shutdown(cx)).await
         };
         let _ = tokio::time::timeout_at(deadline, flush_and_shutdown).await;

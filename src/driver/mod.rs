@@ -12,16 +12,21 @@ mod transport;
 mod turn;
 
 use std::future::{Future, poll_fn};
+use std::net::SocketAddr;
 use std::sync::Arc;
+
+use bytes::Bytes;
 
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
 use self::connection::{Connection, End, Event, Then};
-use self::transport::{Transport, Unwrapped};
+pub(crate) use self::transport::Transport;
+use self::transport::Unwrapped;
 use self::turn::Turn;
-use crate::deflate::{Inflater, Outgoing};
-use crate::protocol::close_code;
+use crate::deflate::{Inflater, Negotiated, Outgoing};
+use crate::hub::HubInner;
+use crate::protocol::{Role, close_code};
 use crate::socket::{Core, Settings};
 use crate::upgrade::AcceptedConn;
 use crate::{Config, Handler, Hub, WebSocket};
@@ -63,32 +68,84 @@ pub(crate) fn spawn<H: Handler>(
             prefix,
             peer,
         } = Transport::unwrap(upgraded);
-        let settings = Settings {
-            backpressure_limit: config.backpressure_limit,
-            close_on_backpressure_limit: config.close_on_backpressure_limit,
-            publish_to_self: config.publish_to_self,
-            idle_timeout: config.idle_timeout,
-            send_pings: config.send_pings,
+        let open = Open {
+            transport,
+            prefix,
+            role: Role::Server,
+            remote_addr: remote_addr.or(peer),
+            protocol,
+            deflate,
+            path,
         };
-        let compression = config.compression;
-        let outgoing = deflate.and_then(|agreed| Outgoing::new(compression.compress, &agreed));
-        let inflater = deflate.map(|agreed| {
-            let dedicated = compression.decompress.is_dedicated();
-            Inflater::new(dedicated, agreed.client_window, agreed.client_takeover)
-        });
-        let core = Core::new(hub, settings, remote_addr.or(peer), protocol, outgoing);
-        let ws = WebSocket::new(core, *data);
-        let conn = Connection::new(transport, prefix, config, inflater);
-        // The span costs every task 40 bytes and a little per poll: only
-        // when someone listens.
-        if tracing::enabled!(tracing::Level::DEBUG) {
-            let remote = ws.remote_addr().map(tracing::field::display);
-            let span = tracing::debug_span!("websocket", id = ws.id(), remote, %path);
-            tokio::spawn(Turn::new(run(handler, conn, ws)).instrument(span));
-        } else {
-            tokio::spawn(Turn::new(run(handler, conn, ws)));
-        }
+        start(handler, config, hub, *data, open);
     });
+}
+
+/// A connection whose opening handshake is done, on either side.
+pub(crate) struct Open {
+    pub(crate) transport: Transport,
+    /// Bytes read past the handshake: the start of the first frames.
+    pub(crate) prefix: Bytes,
+    pub(crate) role: Role,
+    pub(crate) remote_addr: Option<SocketAddr>,
+    pub(crate) protocol: Option<Box<str>>,
+    pub(crate) deflate: Option<Negotiated>,
+    /// The request path, for the connection's tracing span.
+    pub(crate) path: Box<str>,
+}
+
+/// Spawns the task of a socket whose handshake is done, and returns the
+/// socket's handle.
+pub(crate) fn start<H: Handler>(
+    handler: Arc<H>,
+    config: Arc<Config>,
+    hub: Arc<HubInner>,
+    data: H::Data,
+    open: Open,
+) -> WebSocket<H::Data> {
+    let Open {
+        transport,
+        prefix,
+        role,
+        remote_addr,
+        protocol,
+        deflate,
+        path,
+    } = open;
+    let settings = Settings {
+        backpressure_limit: config.backpressure_limit,
+        close_on_backpressure_limit: config.close_on_backpressure_limit,
+        publish_to_self: config.publish_to_self,
+        idle_timeout: config.idle_timeout,
+        send_pings: config.send_pings,
+        role,
+    };
+    let compression = config.compression;
+    let outgoing =
+        deflate.and_then(|agreed| Outgoing::new(compression.compress, agreed.sent_by(role)));
+    let inflater = deflate.map(|agreed| {
+        let dedicated = compression.decompress.is_dedicated();
+        let (window, takeover) = agreed.received_by(role);
+        Inflater::new(dedicated, window, takeover)
+    });
+    let core = Core::new(hub, settings, remote_addr, protocol, outgoing);
+    let ws = WebSocket::new(core, data);
+    let conn = Connection::new(transport, prefix, config, inflater, role);
+    let task = run(handler, conn, ws.clone());
+    // The span costs every task 40 bytes and a little per poll: only
+    // when someone listens.
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        let remote = ws.remote_addr().map(tracing::field::display);
+        let side = match role {
+            Role::Server => "server",
+            Role::Client => "client",
+        };
+        let span = tracing::debug_span!("websocket", id = ws.id(), remote, %path, side);
+        tokio::spawn(Turn::new(task).instrument(span));
+    } else {
+        tokio::spawn(Turn::new(task));
+    }
+    ws
 }
 
 /// The life of one socket, from `open` to `close`.

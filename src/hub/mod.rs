@@ -517,6 +517,7 @@ mod tests {
             publish_to_self: false,
             idle_timeout: None,
             send_pings: false,
+            role: crate::protocol::Role::Server,
         };
         WebSocket::new(
             Core::new(Arc::clone(hub.inner()), settings, None, None, None),

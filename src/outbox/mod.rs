@@ -104,11 +104,14 @@ pub(crate) struct Outbox {
     drained: AtomicBool,
     limit: usize,
     close_on_limit: bool,
+    /// The socket is a client's: every frame it sends is masked (RFC 6455 §5.3).
+    masked: bool,
 }
 
 impl Outbox {
-    /// An empty outbox for socket `id`, holding at most about `limit` bytes.
-    pub(crate) fn new(id: u64, limit: usize, close_on_limit: bool) -> Self {
+    /// An empty outbox for socket `id`, holding at most about `limit` bytes;
+    /// `masked` for a client's socket.
+    pub(crate) fn new(id: u64, limit: usize, close_on_limit: bool, masked: bool) -> Self {
         Self {
             id,
             queue: Mutex::new(Queue::default()),
@@ -119,7 +122,19 @@ impl Outbox {
             drained: AtomicBool::new(false),
             limit,
             close_on_limit,
+            masked,
         }
+    }
+
+    /// Whether frames queued here must be masked: the socket is a client's.
+    pub(crate) fn masks(&self) -> bool {
+        self.masked
+    }
+
+    /// The masking key for the next frame queued here: a fresh random one
+    /// on a client's socket, none on a server's.
+    pub(crate) fn frame_mask(&self) -> Option<[u8; 4]> {
+        self.masked.then(crate::entropy::mask_key)
     }
 
     fn lock(&self) -> MutexGuard<'_, Queue> {
@@ -219,7 +234,7 @@ impl Outbox {
             &mut frame,
             OpCode::Close,
             &CloseBody::encode(code, reason),
-            None,
+            self.frame_mask(),
         );
         let len = frame.len();
         let mut queue = self.lock();

@@ -14,7 +14,7 @@ use crate::deflate::{Outgoing, compress_shared};
 use crate::hub::{self, HubInner, Lane, Subscriber, Topic, deliver_staged};
 use crate::outbox::{COPY_LIMIT, Outbox, Phase};
 use crate::protocol::frame::{MAX_CONTROL_PAYLOAD, OpCode};
-use crate::protocol::{encode_frame, encode_header, encode_message_frame};
+use crate::protocol::{Role, encode_frame, encode_header, encode_message_frame};
 use crate::{Message, SendStatus};
 
 /// Everything about a socket that is not its typed data.
@@ -39,6 +39,8 @@ pub(crate) struct Settings {
     pub(crate) publish_to_self: bool,
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) send_pings: bool,
+    /// Which end of the connection this socket is: a client masks its frames.
+    pub(crate) role: Role,
 }
 
 impl Core {
@@ -62,6 +64,7 @@ impl Core {
                 id,
                 settings.backpressure_limit,
                 settings.close_on_backpressure_limit,
+                settings.role == Role::Client,
             ),
             liveness: Liveness::new(settings.idle_timeout, settings.send_pings),
             topics: Mutex::new(Vec::new()),
@@ -83,8 +86,12 @@ impl Core {
     }
 
     /// Which of a topic's lanes this socket reads: the frames all plain
-    /// sockets share, those all shared-compressor sockets share, or its own.
+    /// sockets share, those all shared-compressor sockets share, or its own
+    /// (a dedicated compressor's, or a client's, which masks every frame).
     pub(crate) fn lane(&self) -> Lane {
+        if self.outbox.masks() {
+            return Lane::Own;
+        }
         match self.deflate.as_deref() {
             None => Lane::Plain,
             Some(Outgoing::Shared { window: 15 }) => Lane::Deflate,
@@ -116,7 +123,11 @@ impl Core {
     /// Queues one frame of `payload` (already compressed when `compressed`).
     fn push_frame(&self, opcode: OpCode, payload: Bytes, compressed: bool) -> SendStatus {
         let mut head = BytesMut::new();
-        if payload.len() <= COPY_LIMIT {
+        if let Some(mask) = self.outbox.frame_mask() {
+            // A client's frame: masked, so always a copy of the payload.
+            encode_message_frame(&mut head, opcode, compressed, &payload, Some(mask));
+            self.outbox.push(head.freeze(), None)
+        } else if payload.len() <= COPY_LIMIT {
             encode_message_frame(&mut head, opcode, compressed, &payload, None);
             self.outbox.push(head.freeze(), None)
         } else {
@@ -132,7 +143,7 @@ impl Core {
         deliver_staged();
         let payload = &payload[..payload.len().min(MAX_CONTROL_PAYLOAD)];
         let mut frame = BytesMut::new();
-        encode_frame(&mut frame, opcode, payload, None);
+        encode_frame(&mut frame, opcode, payload, self.outbox.frame_mask());
         self.outbox.push(frame.freeze(), None)
     }
 
