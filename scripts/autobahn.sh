@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# Runs the Autobahn|Testsuite fuzzing client against examples/echo, once with
-# shared and once with dedicated permessage-deflate compressors.
+# Runs the Autobahn|Testsuite against wshub both ways: its fuzzing client
+# against examples/echo (once with shared and once with dedicated
+# permessage-deflate compressors), then its fuzzing server against the wshub
+# client (examples/autobahn_client, offering dedicated compressors).
 #
-#   scripts/autobahn.sh            every case (517 per server; about 12 minutes)
+#   scripts/autobahn.sh            every case (517 per run; about 20 minutes)
 #   scripts/autobahn.sh --quick    cases 1.* to 10.*, without compression (seconds)
 #
 # Needs ../shared/tools/autobahn (see its README), or $AUTOBAHN_TOOLS. Without
 # it the run is skipped, except under CI=true, where that is a failure: CI
 # must not pass without the conformance run. Reports go to
-# $CARGO_TARGET_DIR/autobahn/servers (target/ by default); exits non-zero if
-# any case FAILED, is UNIMPLEMENTED or is missing.
+# $CARGO_TARGET_DIR/autobahn/servers and .../clients (target/ by default);
+# exits non-zero if any case FAILED, is UNIMPLEMENTED or is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -25,14 +27,17 @@ if [ ! -x "$autobahn/run-fuzzingclient.sh" ]; then
     exit 0
 fi
 modes=(shared dedicated)
+client_mode=dedicated
 cases=()
 if [ "${1:-}" = "--quick" ]; then
     modes=(off)
+    client_mode=off
     cases=(--exclude '12.*,13.*')
 fi
 
 target_dir=${CARGO_TARGET_DIR:-$root/target}
 cargo build --release --example echo
+cargo build --release --features client --example autobahn_client
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
@@ -51,3 +56,9 @@ for mode in "${modes[@]}"; do
 done
 
 "$autobahn/run-fuzzingclient.sh" "${targets[@]}" "${cases[@]}" --out "$target_dir/autobahn/servers"
+
+# The client: the fuzzing server starts it once it listens.
+client=$target_dir/release/examples/autobahn_client
+"$autobahn/run-fuzzingserver.sh" --port "$(free_port)" --agent "wshub-client-$client_mode" \
+    "${cases[@]}" --out "$target_dir/autobahn/clients" \
+    --run "'$client' \"\$AUTOBAHN_URL\" wshub-client-$client_mode $client_mode"
