@@ -1,0 +1,290 @@
+//! The client's receive rate against tokio-tungstenite's, in the same run.
+//!
+//! A server (its own runtime and thread, on core 0) answers `go N SIZE` by
+//! writing N binary frames of SIZE bytes from a buffer of pre-encoded frames,
+//! as fast as the connection takes them: it costs little, so the client's
+//! reading is what is measured. Each client (one thread of its own, on
+//! core 1) asks for the messages and counts them until all have arrived; the time from asking to the last message gives messages and
+//! bytes per second. Clients: tokio-tungstenite's `WebSocketStream`,
+//! wshub's `ClientSocket` (a stream) and wshub's client run by a `Handler`
+//! (no stream between the socket and the code). Medians over the runs, and
+//! each client's ratio to tokio-tungstenite measured in the same run.
+//!
+//! ```text
+//! cargo bench --features client --bench client
+//! cargo bench --features client --bench client -- --reps 7 --small 2000000 --large 20000
+//! ```
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use futures_util::{SinkExt as _, StreamExt as _};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+use tokio_tungstenite::tungstenite;
+use wshub::protocol::frame::OpCode;
+use wshub::protocol::handshake::accept_key;
+use wshub::protocol::{Decoder, Frame, Role, encode_frame};
+use wshub::{Client, Config, Handler, Message, WebSocket};
+
+/// Bytes of pre-encoded frames written per `write` call.
+const CHUNK: usize = 256 * 1024;
+
+/// Serves one connection: the handshake by hand, then `go N SIZE` answered
+/// with N binary frames of SIZE bytes, written from one buffer of
+/// pre-encoded frames, so the server costs a `write` per 256 KiB and the
+/// client's parsing is what is measured.
+async fn blast(mut tcp: TcpStream) -> std::io::Result<()> {
+    tcp.set_nodelay(true)?;
+    let mut buf = BytesMut::with_capacity(4096);
+    let key = loop {
+        tcp.read_buf(&mut buf).await?;
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+            let _ = buf.split_to(end + 4);
+            let key = head
+                .lines()
+                .find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("sec-websocket-key")
+                        .then(|| value.trim().to_owned())
+                })
+                .unwrap_or_default();
+            break key;
+        }
+    };
+    let response = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {}\r\n\r\n",
+        accept_key(key.as_bytes())
+    );
+    tcp.write_all(response.as_bytes()).await?;
+    let mut decoder = Decoder::new(Role::Server, 1 << 20);
+    loop {
+        let frame = loop {
+            if let Some(frame) = decoder.decode(&mut buf).map_err(std::io::Error::other)? {
+                break frame;
+            }
+            if tcp.read_buf(&mut buf).await? == 0 {
+                return Ok(());
+            }
+        };
+        let Frame::Message(msg) = frame else {
+            return Ok(());
+        };
+        let text = msg.as_text().unwrap_or_default().to_owned();
+        let mut words = text
+            .split(' ')
+            .skip(1)
+            .map(|w| w.parse::<usize>().unwrap_or(0));
+        let (count, size) = (words.next().unwrap_or(0), words.next().unwrap_or(0));
+        let mut one = BytesMut::new();
+        encode_frame(&mut one, OpCode::Binary, &vec![0x5a; size], None);
+        let per_chunk = (CHUNK / one.len()).max(1);
+        let mut chunk = BytesMut::with_capacity(per_chunk * one.len());
+        for _ in 0..per_chunk {
+            chunk.extend_from_slice(&one);
+        }
+        let mut left = count;
+        while left > 0 {
+            let n = left.min(per_chunk);
+            tcp.write_all(&chunk[..n * one.len()]).await?;
+            left -= n;
+        }
+    }
+}
+
+fn pin_to(core: usize) {
+    // Best effort: `taskset` semantics through sched_setaffinity.
+    let _ = std::process::Command::new("taskset")
+        .args(["-pc", &core.to_string(), &gettid().to_string()])
+        .output();
+}
+
+fn gettid() -> i64 {
+    std::fs::read_link("/proc/thread-self")
+        .ok()
+        .and_then(|p| p.file_name()?.to_str()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn start_server() -> SocketAddr {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        pin_to(0);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            loop {
+                let (tcp, _) = listener.accept().await.unwrap();
+                tokio::spawn(blast(tcp));
+            }
+        });
+    });
+    rx.recv().unwrap()
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    Tungstenite,
+    WshubStream,
+    WshubHandler,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Tungstenite => "tokio-tungstenite",
+            Self::WshubStream => "wshub ClientSocket",
+            Self::WshubHandler => "wshub Handler",
+        }
+    }
+}
+
+/// Counts arrivals for the handler-driven client.
+struct Counter;
+
+struct Count {
+    want: usize,
+    seen: std::sync::atomic::AtomicUsize,
+    done: Notify,
+}
+
+impl Handler for Counter {
+    type Data = Arc<Count>;
+
+    async fn message(&self, ws: &WebSocket<Self::Data>, _msg: Message) {
+        let count = ws.data();
+        if count
+            .seen
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1
+            == count.want
+        {
+            count.done.notify_one();
+        }
+    }
+}
+
+/// One run: connects, asks for `count` messages of `size` bytes, returns
+/// the seconds until the last arrived.
+async fn run(kind: Kind, addr: SocketAddr, count: usize, size: usize) -> f64 {
+    let url = format!("ws://{addr}/");
+    let order = format!("go {count} {size}");
+    let config = Config::default()
+        .max_payload_length(64 << 20)
+        .idle_timeout(Duration::ZERO);
+    match kind {
+        Kind::Tungstenite => {
+            let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+            let start = Instant::now();
+            ws.send(tungstenite::Message::text(order)).await.unwrap();
+            let mut seen = 0;
+            while seen < count {
+                match ws.next().await {
+                    Some(Ok(tungstenite::Message::Binary(b))) => {
+                        assert_eq!(b.len(), size);
+                        seen += 1;
+                    }
+                    Some(Ok(_)) => {}
+                    other => panic!("tungstenite: {other:?}"),
+                }
+            }
+            let secs = start.elapsed().as_secs_f64();
+            let _ = ws.close(None).await;
+            secs
+        }
+        Kind::WshubStream => {
+            let mut socket = Client::new(url).config(config).connect().await.unwrap();
+            let start = Instant::now();
+            socket.send(order);
+            let mut seen = 0;
+            while seen < count {
+                let msg = socket.next().await.expect("a message");
+                assert_eq!(msg.len(), size);
+                seen += 1;
+            }
+            start.elapsed().as_secs_f64()
+        }
+        Kind::WshubHandler => {
+            let counter = Arc::new(Count {
+                want: count,
+                seen: Default::default(),
+                done: Notify::new(),
+            });
+            let ws = Client::new(url)
+                .config(config)
+                .connect_with(Counter, Arc::clone(&counter))
+                .await
+                .unwrap();
+            let start = Instant::now();
+            ws.send(order);
+            counter.done.notified().await;
+            let secs = start.elapsed().as_secs_f64();
+            ws.close(1000, "");
+            secs
+        }
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn arg(args: &[String], name: &str, default: usize) -> usize {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let reps = arg(&args, "--reps", 5);
+    let small = arg(&args, "--small", 1_000_000);
+    let large = arg(&args, "--large", 10_000);
+    let addr = start_server();
+    pin_to(1);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let kinds = [Kind::Tungstenite, Kind::WshubStream, Kind::WshubHandler];
+    for (label, count, size) in [("16 B", small, 16), ("64 KiB", large, 64 * 1024)] {
+        let mut secs: Vec<Vec<f64>> = vec![Vec::new(); kinds.len()];
+        let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); kinds.len()];
+        for _ in 0..reps {
+            let mut this = Vec::new();
+            for (i, kind) in kinds.iter().enumerate() {
+                let s = runtime.block_on(run(*kind, addr, count, size));
+                secs[i].push(s);
+                this.push(s);
+            }
+            for i in 0..kinds.len() {
+                ratios[i].push(this[0] / this[i]);
+            }
+        }
+        println!(
+            "{count} messages of {label}, median of {reps} runs (ratio: same run, vs tokio-tungstenite):"
+        );
+        for (i, kind) in kinds.iter().enumerate() {
+            let s = median(secs[i].clone());
+            println!(
+                "  {:<20} {:>12.0} msg/s {:>9.1} MB/s   {:.2}x",
+                kind.name(),
+                count as f64 / s,
+                (count * size) as f64 / s / 1e6,
+                median(ratios[i].clone()),
+            );
+        }
+    }
+}
