@@ -258,7 +258,16 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let kinds = [Kind::Tungstenite, Kind::WshubStream, Kind::WshubHandler];
+    let mut kinds = vec![Kind::Tungstenite, Kind::WshubStream, Kind::WshubHandler];
+    // `--only stream` (or `handler`): that client alone, for profiling.
+    if let Some(i) = args.iter().position(|a| a == "--only") {
+        let only = args.get(i + 1).map(String::as_str);
+        kinds.retain(|k| match only {
+            Some("stream") => *k == Kind::WshubStream,
+            Some("handler") => *k == Kind::WshubHandler,
+            _ => *k == Kind::Tungstenite,
+        });
+    }
     for (label, count, size) in [("16 B", small, 16), ("64 KiB", large, 64 * 1024)] {
         let mut secs: Vec<Vec<f64>> = vec![Vec::new(); kinds.len()];
         let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); kinds.len()];
@@ -270,6 +279,7 @@ fn main() {
                 this.push(s);
             }
             for i in 0..kinds.len() {
+                // The first client (tokio-tungstenite unless `--only`) is 1.0.
                 ratios[i].push(this[0] / this[i]);
             }
         }
