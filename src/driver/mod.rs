@@ -62,7 +62,7 @@ pub(crate) fn spawn<H: Handler>(
             transport,
             prefix,
             peer,
-        } = Transport::unwrap(upgraded);
+        } = Transport::from_upgraded(upgraded);
         let settings = Settings {
             backpressure_limit: config.backpressure_limit,
             close_on_backpressure_limit: config.close_on_backpressure_limit,
