@@ -401,3 +401,50 @@ async fn python_websockets_over_ssl_with_compression() {
     })
     .await;
 }
+
+// ---------------------------------------------------------------------------
+// The echo example with --tls: idle wss connections, held and served
+// ---------------------------------------------------------------------------
+
+/// 1,000 idle `wss://` connections to the echo example (`--tls`, its own
+/// process): every one is served, and the server's memory per connection
+/// is reported and bounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_idle_wss_connections_are_held_and_served() {
+    const N: usize = 1_000;
+    testkit::raise_nofile(2 * N as u64 + 1_000).unwrap();
+    within(Duration::from_secs(180), async {
+        let server = common::echo_server::EchoServer::start_tls_with_workers("off", 2).await;
+        let config = client_config_trusting_any();
+        // One connection first: the runtime, rustls and the allocator set
+        // up what every connection shares.
+        let (mut first, _) = wss_connect(server.addr, &config).await;
+        send(&mut first, Msg::text("warm")).await;
+        assert_eq!(recv(&mut first).await, Msg::text("warm"));
+        let before = server.rss_kib();
+        let mut clients = Vec::with_capacity(N);
+        for _ in 0..N {
+            clients.push(wss_connect(server.addr, &config).await.0);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let held = server.rss_kib().saturating_sub(before) as f64 / N as f64;
+        eprintln!("echo server RSS per idle wss connection: {held:.2} KiB");
+        assert!(
+            held < MAX_KIB_PER_IDLE_WSS,
+            "{held:.2} KiB per idle wss connection"
+        );
+        for client in &mut clients {
+            send(client, Msg::text("still there?")).await;
+        }
+        for client in &mut clients {
+            assert_eq!(recv(client).await, Msg::text("still there?"));
+        }
+    })
+    .await;
+}
+
+/// Measured 9.0 to 9.4 KiB (2 cores, the test profile, 2026-11-29): the
+/// 1.5 KiB of a plain socket (`tests/scale.rs`) plus a rustls session,
+/// which keeps a 4 KiB read buffer while idle. Another buffer of that size
+/// per socket fails it.
+const MAX_KIB_PER_IDLE_WSS: f64 = 12.0;
