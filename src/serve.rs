@@ -39,9 +39,9 @@ const MIN_HEADER_BUFFER: usize = 8 * 1024;
 ///
 /// Upgraded connections keep the bare TCP stream, without hyper's wrapper.
 ///
-/// With the `tls` feature, [`Serve::tls`] serves `wss://` and `https://`
+/// With the `tls` feature, `Serve::tls` serves `wss://` and `https://`
 /// with the same guarantees, and a handshake deadline
-/// ([`tls_handshake_timeout`](Serve::tls_handshake_timeout), 10 s).
+/// (`Serve::tls_handshake_timeout`, 10 s).
 ///
 /// ```no_run
 /// use axum::{Router, routing::get};
@@ -115,7 +115,8 @@ impl Serve {
     /// as over TCP.
     ///
     /// ```no_run
-    /// # async fn run(app: axum::Router) -> Result<(), Box<dyn std::error::Error>> {
+    /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let app = axum::Router::new();
     /// let tls = wshub::tls::server_config_from_pem_files("fullchain.pem", "privkey.pem")?;
     /// let listener = tokio::net::TcpListener::bind("0.0.0.0:443").await?;
     /// wshub::serve(listener, app).tls(tls).await?;

@@ -16,7 +16,7 @@ use super::{PemOrigin, TlsError, provider};
 ///
 /// ```no_run
 /// let key = wshub::tls::load_pem_files("fullchain.pem", "privkey.pem")?;
-/// let config = wshub::tls::server_config(key);
+/// println!("{} certificates in the chain", key.cert.len());
 /// # Ok::<(), wshub::tls::TlsError>(())
 /// ```
 pub fn load_pem_files(

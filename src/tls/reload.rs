@@ -24,7 +24,8 @@ use super::{TlsError, load_pem_files, server_config_with_resolver};
 /// use std::time::Duration;
 /// use wshub::tls::ReloadableCert;
 ///
-/// # async fn run(app: axum::Router) -> Result<(), Box<dyn std::error::Error>> {
+/// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let app = axum::Router::new();
 /// let cert = Arc::new(ReloadableCert::from_pem_files("fullchain.pem", "privkey.pem")?);
 /// let reloader = Arc::clone(&cert);
 /// tokio::spawn(async move {
