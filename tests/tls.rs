@@ -19,6 +19,7 @@ use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use serde_json::Value;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpListener;
 use tungstenite::protocol::CloseFrame;
 use tungstenite::protocol::frame::coding::CloseCode;
@@ -198,6 +199,9 @@ async fn graceful_shutdown_closes_wss_sockets_with_1001() {
         let server = tokio::spawn(
             wshub::serve(listener, app)
                 .tls(cert.server_config())
+                // Longer than the test: a handshake in progress must not
+                // hold the shutdown up.
+                .tls_handshake_timeout(Duration::from_secs(600))
                 .with_graceful_shutdown(async move {
                     let _ = stop_rx.await;
                     shutdown_hub.shutdown(Duration::from_secs(5)).await;
@@ -211,7 +215,19 @@ async fn graceful_shutdown_closes_wss_sockets_with_1001() {
             // A message queued before the shutdown still arrives, then the 1001.
             events.open().await.send("last words");
         }
+        // And one that stopped halfway through its ClientHello.
+        let mut stalled = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let hello = client_hello();
+        stalled.write_all(&hello[..hello.len() / 2]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
         stop_tx.send(()).unwrap();
+        let mut buf = [0u8; 64];
+        let read = wait(
+            "the stalled handshake to be dropped",
+            stalled.read(&mut buf),
+        )
+        .await;
+        assert!(matches!(read, Ok(0) | Err(_)), "got {read:?}");
         for client in &mut clients {
             assert_eq!(recv(client).await, Msg::text("last words"));
             assert_eq!(close_code(recv(client).await).0, 1001);
