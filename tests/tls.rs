@@ -7,19 +7,23 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::process::Stdio;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
 use axum::routing::any;
 use common::tls::*;
 use common::*;
+use futures_util::{SinkExt as _, StreamExt as _};
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, ReadBuf};
 use tokio::net::TcpListener;
 use tungstenite::protocol::CloseFrame;
 use tungstenite::protocol::frame::coding::CloseCode;
@@ -221,6 +225,13 @@ async fn graceful_shutdown_closes_wss_sockets_with_1001() {
         stalled.write_all(&hello[..hello.len() / 2]).await.unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
         stop_tx.send(()).unwrap();
+        for client in &mut clients {
+            assert_eq!(recv(client).await, Msg::text("last words"));
+            assert_eq!(close_code(recv(client).await).0, 1001);
+            expect_end(client).await;
+        }
+        // Once the hub is closed the server stops, without waiting for the
+        // handshake.
         let mut buf = [0u8; 64];
         let read = wait(
             "the stalled handshake to be dropped",
@@ -228,11 +239,6 @@ async fn graceful_shutdown_closes_wss_sockets_with_1001() {
         )
         .await;
         assert!(matches!(read, Ok(0) | Err(_)), "got {read:?}");
-        for client in &mut clients {
-            assert_eq!(recv(client).await, Msg::text("last words"));
-            assert_eq!(close_code(recv(client).await).0, 1001);
-            expect_end(client).await;
-        }
         wait("the server to stop", server).await.unwrap().unwrap();
         assert_eq!(hub.connections(), 0);
         // The listener is gone.
@@ -464,3 +470,148 @@ async fn a_thousand_idle_wss_connections_are_held_and_served() {
 /// which keeps a 4 KiB read buffer while idle. Another buffer of that size
 /// per socket fails it.
 const MAX_KIB_PER_IDLE_WSS: f64 = 12.0;
+
+// ---------------------------------------------------------------------------
+// Batched writes survive TLS
+// ---------------------------------------------------------------------------
+
+/// Sends `count` numbered messages at once when asked with `burst COUNT`.
+struct Burst;
+
+impl wshub::Handler for Burst {
+    type Data = ();
+
+    async fn message(&self, ws: &wshub::WebSocket, msg: wshub::Message) {
+        let count = msg
+            .as_text()
+            .and_then(|text| text.strip_prefix("burst "))
+            .and_then(|count| count.parse::<usize>().ok())
+            .unwrap_or(0);
+        for i in 0..count {
+            ws.send(format!("message {i}"));
+        }
+    }
+}
+
+/// Counts the TLS application-data records (content type 23) read through it.
+struct RecordTap {
+    inner: tokio::net::TcpStream,
+    records: Arc<AtomicUsize>,
+    /// The record header being read, and how much of it has arrived.
+    header: [u8; 5],
+    header_len: usize,
+    /// Bytes of the current record's body still to come.
+    body_left: usize,
+}
+
+impl RecordTap {
+    fn scan(&mut self, bytes: &[u8]) {
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            if self.body_left > 0 {
+                let skip = self.body_left.min(rest.len());
+                self.body_left -= skip;
+                rest = &rest[skip..];
+                continue;
+            }
+            self.header[self.header_len] = rest[0];
+            self.header_len += 1;
+            rest = &rest[1..];
+            if self.header_len == 5 {
+                self.header_len = 0;
+                self.body_left = usize::from(u16::from_be_bytes([self.header[3], self.header[4]]));
+                if self.header[0] == 23 {
+                    self.records.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+}
+
+impl AsyncRead for RecordTap {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let new = buf.filled()[before..].to_vec();
+        self.scan(&new);
+        polled
+    }
+}
+
+impl AsyncWrite for RecordTap {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// 500 messages sent in one go reach the client in a handful of TLS
+/// records: the driver's vectored writes hand rustls many frames at once,
+/// and it seals them together (a write per frame would cost a record, 22
+/// bytes and an encryption each).
+#[tokio::test]
+async fn a_burst_of_sends_leaves_in_a_few_tls_records() {
+    const BURST: usize = 500;
+    within(WAIT, async {
+        let cert = TestCert::generate();
+        let app = Router::new()
+            .route("/", any(accept))
+            .layer(WebSocketLayer::new(Burst));
+        let addr = serve_tls(app, cert.server_config(), HANDSHAKE).await;
+        let records = Arc::new(AtomicUsize::new(0));
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tcp.set_nodelay(true).unwrap();
+        let tap = RecordTap {
+            inner: tcp,
+            records: Arc::clone(&records),
+            header: [0; 5],
+            header_len: 0,
+            body_left: 0,
+        };
+        let connector = tokio_rustls::TlsConnector::from(client_config(&[&cert]));
+        let name = wshub::tls::rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let tls = wait("the TLS handshake", connector.connect(name, tap))
+            .await
+            .unwrap();
+        let (mut client, _) = wait(
+            "the WebSocket handshake",
+            tokio_tungstenite::client_async(format!("wss://localhost:{}/", addr.port()), tls),
+        )
+        .await
+        .unwrap();
+        // Session tickets and the 101 are behind us.
+        records.store(0, Ordering::Relaxed);
+        wait(
+            "the request",
+            client.send(Msg::text(format!("burst {BURST}"))),
+        )
+        .await
+        .unwrap();
+        for i in 0..BURST {
+            match wait("a message", client.next()).await {
+                Some(Ok(msg)) => assert_eq!(msg, Msg::text(format!("message {i}"))),
+                other => panic!("expected message {i}, got {other:?}"),
+            }
+        }
+        let records = records.load(Ordering::Relaxed);
+        eprintln!("{BURST} messages arrived in {records} TLS records");
+        // Up to 64 frames per vectored write: 8 writes, a record each.
+        assert!(records <= 16, "{BURST} messages took {records} TLS records");
+    })
+    .await;
+}
