@@ -615,3 +615,72 @@ async fn a_burst_of_sends_leaves_in_a_few_tls_records() {
     })
     .await;
 }
+
+// ---------------------------------------------------------------------------
+// Request heads are bounded after the handshake too
+// ---------------------------------------------------------------------------
+
+/// A TLS client that finished its handshake, over a raw stream.
+async fn tls_stream(
+    addr: SocketAddr,
+    cert: &TestCert,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let connector = tokio_rustls::TlsConnector::from(client_config(&[cert]));
+    let name = wshub::tls::rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    wait("the TLS handshake", connector.connect(name, tcp))
+        .await
+        .unwrap()
+}
+
+/// Over TLS as over TCP: a request head over `max_header_size` gets 431, and
+/// a client that completes the handshake and then sends nothing is cut off
+/// after `header_read_timeout`.
+#[tokio::test]
+async fn request_heads_are_bounded_over_tls() {
+    within(WAIT, async {
+        let cert = TestCert::generate();
+        let app = Router::new()
+            .route("/", any(accept))
+            .layer(WebSocketLayer::new(Probe::new().0));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = wshub::serve(listener, app)
+            .tls(cert.server_config())
+            .max_header_size(8 * 1024)
+            .header_read_timeout(Duration::from_secs(1));
+        tokio::spawn(server.into_future());
+
+        let mut big = tls_stream(addr, &cert).await;
+        let filler = "x".repeat(16 * 1024);
+        let request = format!("GET / HTTP/1.1\r\nHost: localhost\r\nX-Filler: {filler}\r\n\r\n");
+        // The server may stop reading before the whole head is written.
+        let _ = big.write_all(request.as_bytes()).await;
+        let mut response = Vec::new();
+        let _ = wait("the 431", big.read_to_end(&mut response)).await;
+        let response = String::from_utf8_lossy(&response);
+        assert!(response.starts_with("HTTP/1.1 431"), "got {response:?}");
+
+        let mut silent = tls_stream(addr, &cert).await;
+        let since = std::time::Instant::now();
+        let mut buf = [0u8; 1024];
+        let mut received = Vec::new();
+        loop {
+            match wait("the connection to end", silent.read(&mut buf)).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => received.extend_from_slice(&buf[..n]),
+            }
+        }
+        let elapsed = since.elapsed();
+        assert!(
+            elapsed >= Duration::from_millis(900) && elapsed < Duration::from_secs(3),
+            "cut after {elapsed:?}"
+        );
+        let received = String::from_utf8_lossy(&received);
+        assert!(
+            received.is_empty() || received.starts_with("HTTP/1.1 408"),
+            "got {received:?}"
+        );
+    })
+    .await;
+}
