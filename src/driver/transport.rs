@@ -18,8 +18,8 @@ use tokio_rustls::server::TlsStream;
 
 pub(crate) enum Transport {
     Tcp(TcpStream),
-    /// Boxed: a TLS session is over a kilobyte, and an enum is as large
-    /// as its largest variant.
+    /// Boxed: a TLS session is large, and an enum is as large as its
+    /// largest variant.
     #[cfg(feature = "tls")]
     Tls(Box<TlsStream<TcpStream>>),
     /// Boxed: the rarer case, and the larger type.
@@ -57,7 +57,9 @@ impl Transport {
         let upgraded = match upgraded.downcast::<TokioIo<TlsStream<TcpStream>>>() {
             Ok(parts) => {
                 let tls = parts.io.into_inner();
-                let peer = tls.get_ref().0.peer_addr().ok();
+                let tcp = tls.get_ref().0;
+                let _ = tcp.set_nodelay(true);
+                let peer = tcp.peer_addr().ok();
                 return Unwrapped {
                     transport: Self::Tls(Box::new(tls)),
                     prefix: parts.read_buf,
