@@ -47,6 +47,13 @@
 //!
 //! The [`protocol`] module is the codec alone, pure code with no I/O.
 //!
+//! # Features
+//!
+//! - **`axum`** (default): the axum extractor impls and [`serve`].
+//! - **`tls`**: `wss://` with rustls — `Serve::tls` and the `tls` module
+//!   (certificates from PEM, reloaded without a restart).
+//! - **`full`**: all of the above.
+//!
 //! # How it works: tasks, threads, ownership
 //!
 //! wshub runs on whatever tokio runtime serves the app (`#[tokio::main]`
@@ -114,6 +121,8 @@ pub mod protocol;
 #[cfg(feature = "axum")]
 mod serve;
 mod socket;
+#[cfg(feature = "tls")]
+pub mod tls;
 mod upgrade;
 mod wake;
 

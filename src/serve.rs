@@ -39,6 +39,10 @@ const MIN_HEADER_BUFFER: usize = 8 * 1024;
 ///
 /// Upgraded connections keep the bare TCP stream, without hyper's wrapper.
 ///
+/// With the `tls` feature, `Serve::tls` serves `wss://` and `https://`
+/// with the same guarantees, and a handshake deadline
+/// (`Serve::tls_handshake_timeout`, 10 s).
+///
 /// ```no_run
 /// use axum::{Router, routing::get};
 /// use wshub::{Handler, Upgrade, WebSocketLayer};
@@ -61,7 +65,11 @@ pub fn serve(listener: TcpListener, app: Router) -> Serve {
         limits: Limits {
             header_read_timeout: Duration::from_secs(10),
             max_header_size: 64 * 1024,
+            #[cfg(feature = "tls")]
+            tls_handshake_timeout: Duration::from_secs(10),
         },
+        #[cfg(feature = "tls")]
+        tls: None,
     }
 }
 
@@ -72,12 +80,16 @@ pub struct Serve {
     listener: TcpListener,
     app: Router,
     limits: Limits,
+    #[cfg(feature = "tls")]
+    tls: Option<crate::tls::Acceptor>,
 }
 
 #[derive(Debug, Clone, Copy)]
 struct Limits {
     header_read_timeout: Duration,
     max_header_size: usize,
+    #[cfg(feature = "tls")]
+    tls_handshake_timeout: Duration,
 }
 
 impl Serve {
@@ -92,6 +104,37 @@ impl Serve {
     /// least 8 KiB); larger ones get `431` and the connection closes.
     pub fn max_header_size(mut self, bytes: usize) -> Self {
         self.limits.max_header_size = bytes.max(MIN_HEADER_BUFFER);
+        self
+    }
+
+    /// Serves TLS (`wss://`, `https://`) with `config`, from
+    /// [`tls::server_config`](crate::tls::server_config) and its siblings or
+    /// your own (set its ALPN to `http/1.1`; see [`tls`](crate::tls)).
+    /// Upgraded sockets write straight to the TLS stream, with batched
+    /// writes and [`WebSocket::remote_addr`](crate::WebSocket::remote_addr)
+    /// as over TCP.
+    ///
+    /// ```no_run
+    /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let app = axum::Router::new();
+    /// let tls = wshub::tls::server_config_from_pem_files("fullchain.pem", "privkey.pem")?;
+    /// let listener = tokio::net::TcpListener::bind("0.0.0.0:443").await?;
+    /// wshub::serve(listener, app).tls(tls).await?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, config: std::sync::Arc<crate::tls::rustls::ServerConfig>) -> Self {
+        self.tls = Some(crate::tls::Acceptor::new(config));
+        self
+    }
+
+    /// How long a client may take to complete the TLS handshake (10 s by
+    /// default), from the moment its connection is accepted; a client that
+    /// sends nothing, or its ClientHello a byte at a time, is disconnected.
+    /// Then [`header_read_timeout`](Self::header_read_timeout) applies.
+    #[cfg(feature = "tls")]
+    pub fn tls_handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.limits.tls_handshake_timeout = timeout;
         self
     }
 
@@ -117,6 +160,8 @@ impl Serve {
             listener,
             app,
             limits,
+            #[cfg(feature = "tls")]
+            tls,
         } = self;
         // Connections watch `stop`, and hold `done` until they end.
         let (stop_tx, stop_rx) = watch::channel(());
@@ -137,13 +182,18 @@ impl Serve {
                 inner: app.clone(),
                 peer,
             };
-            tokio::spawn(connection(
-                tcp,
+            let conn = Conn {
                 service,
                 limits,
-                stop_rx.clone(),
-                done_rx.clone(),
-            ));
+                stop: stop_rx.clone(),
+                _done: done_rx.clone(),
+            };
+            #[cfg(feature = "tls")]
+            if let Some(tls) = &tls {
+                tokio::spawn(conn.serve_tls(tcp, tls.clone()));
+                continue;
+            }
+            tokio::spawn(conn.serve(tcp));
         }
         drop(listener);
         drop((stop_rx, done_rx));
@@ -182,35 +232,69 @@ where
     }
 }
 
-/// Serves one TCP connection until it ends, is upgraded, or the server stops.
-async fn connection(
-    tcp: TcpStream,
+/// One accepted connection and what serving it needs.
+struct Conn {
     service: WithPeer,
     limits: Limits,
-    mut stop: watch::Receiver<()>,
+    stop: watch::Receiver<()>,
+    /// Held until the connection ends: the server waits for every one.
     _done: watch::Receiver<()>,
-) {
+}
+
+impl Conn {
+    /// Serves a TCP connection until it ends, is upgraded, or the server stops.
+    async fn serve(self, tcp: TcpStream) {
+        set_nodelay(&tcp);
+        self.http(TokioIo::new(tcp)).await;
+    }
+
+    /// [`serve`](Self::serve) after a TLS handshake, which must finish
+    /// within the handshake deadline.
+    #[cfg(feature = "tls")]
+    async fn serve_tls(mut self, tcp: TcpStream, tls: crate::tls::Acceptor) {
+        set_nodelay(&tcp);
+        let timeout = self.limits.tls_handshake_timeout;
+        if let Some(stream) = tls.handshake(tcp, timeout, &mut self.stop).await {
+            self.http(TokioIo::new(stream)).await;
+        }
+    }
+
+    /// HTTP/1.1 over `io`, with upgrades, until it ends or the server stops.
+    async fn http<I>(self, io: I)
+    where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
+        let Self {
+            service,
+            limits,
+            mut stop,
+            _done,
+        } = self;
+        let mut builder = http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .max_buf_size(limits.max_header_size);
+        let conn = builder
+            .serve_connection(io, TowerToHyperService::new(service))
+            .with_upgrades();
+        let mut conn = pin!(conn);
+        let ended = tokio::select! {
+            ended = conn.as_mut() => ended,
+            _ = stop.changed() => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        };
+        if let Err(error) = ended {
+            tracing::trace!(%error, "HTTP connection ended");
+        }
+    }
+}
+
+fn set_nodelay(tcp: &TcpStream) {
     if let Err(error) = tcp.set_nodelay(true) {
         tracing::debug!(%error, "could not set TCP_NODELAY");
-    }
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.max_header_size);
-    let conn = builder
-        .serve_connection(TokioIo::new(tcp), TowerToHyperService::new(service))
-        .with_upgrades();
-    let mut conn = pin!(conn);
-    let ended = tokio::select! {
-        ended = conn.as_mut() => ended,
-        _ = stop.changed() => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
-        }
-    };
-    if let Err(error) = ended {
-        tracing::trace!(%error, "HTTP connection ended");
     }
 }
 

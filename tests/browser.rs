@@ -1,5 +1,6 @@
 //! The chat example in a real browser: two headless Chromium pages with
-//! separate cookies log in through the page's form and talk to each other.
+//! separate cookies log in through the page's form and talk to each other,
+//! over `ws://` and (with the `tls` feature) over `wss://`.
 //!
 //! Needs Chromium (`chromium` on PATH, or `CHROMIUM=/path`); `scripts/test.sh`
 //! installs it. Without it this test fails, saying so.
@@ -21,28 +22,53 @@ const STEP: Duration = Duration::from_secs(10);
 async fn two_browsers_chat() {
     within(Duration::from_secs(60), async {
         let server = ChatServer::start().await;
-        let url = format!("http://{}/", server.addr);
         let browser = Browser::launch().await;
-        // Separate browser contexts: each page has its own `user` cookie.
-        let alice = browser.isolated_page().await;
-        let bob = browser.isolated_page().await;
-        log_in(&alice, &url, "alice").await;
-        log_in(&bob, &url, "bob").await;
-
-        // Both are in the room before anyone speaks.
-        alice.wait_for(&is_online("bob"), STEP).await;
-        bob.wait_for(&is_online("alice"), STEP).await;
-
-        say(&alice, "hello from alice").await;
-        say(&bob, "hi alice, bob here").await;
-        bob.wait_for(&has_line("alice: hello from alice"), STEP)
-            .await;
-        alice
-            .wait_for(&has_line("bob: hi alice, bob here"), STEP)
-            .await;
+        chat(&browser, &format!("http://{}/", server.addr)).await;
         browser.close().await;
     })
     .await;
+}
+
+/// The chat example with `--tls`: the page over `https://`, its socket over
+/// `wss://`. The certificate is self-signed, so Chromium is told to accept
+/// any (`--ignore-certificate-errors`); TLS itself still runs.
+#[cfg(feature = "tls")]
+#[tokio::test]
+async fn two_browsers_chat_over_wss() {
+    within(Duration::from_secs(60), async {
+        let server = ChatServer::start_tls().await;
+        let browser = Browser::launch_with(&["--ignore-certificate-errors"]).await;
+        chat(&browser, &format!("https://{}/", server.addr)).await;
+        browser.close().await;
+    })
+    .await;
+}
+
+/// Alice and Bob log in at `url` in separate contexts and talk.
+async fn chat(browser: &Browser, url: &str) {
+    // Separate browser contexts: each page has its own `user` cookie.
+    let alice = browser.isolated_page().await;
+    let bob = browser.isolated_page().await;
+    log_in(&alice, url, "alice").await;
+    log_in(&bob, url, "bob").await;
+    // The page (and so its socket: `wss://` under `https:`) is where we asked.
+    let protocol = alice.evaluate("location.protocol").await.unwrap();
+    assert_eq!(
+        Some(protocol.as_str().unwrap_or_default()),
+        url.split("//").next()
+    );
+
+    // Both are in the room before anyone speaks.
+    alice.wait_for(&is_online("bob"), STEP).await;
+    bob.wait_for(&is_online("alice"), STEP).await;
+
+    say(&alice, "hello from alice").await;
+    say(&bob, "hi alice, bob here").await;
+    bob.wait_for(&has_line("alice: hello from alice"), STEP)
+        .await;
+    alice
+        .wait_for(&has_line("bob: hi alice, bob here"), STEP)
+        .await;
 }
 
 /// Logs in through the page's form, then waits for the chat view to show

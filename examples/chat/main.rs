@@ -1,4 +1,5 @@
 //! cargo run --example chat [-- ADDR]    then open http://127.0.0.1:3000
+//! cargo run --example chat --features tls -- --tls [ADDR]    then https://127.0.0.1:3000
 //!
 //! A chat room in a browser: log in with a name (kept in a `user` cookie),
 //! see who is online, talk. Ordinary axum routes serve the page and the
@@ -9,6 +10,10 @@
 //! Listens on 127.0.0.1:3000, or on ADDR (first argument, else `CHAT_ADDR`);
 //! port 0 picks a free port. The first line on stdout is the URL; logs
 //! (`RUST_LOG`, default `info` plus tower-http's request traces) go to stderr.
+//!
+//! With `--tls` the page and its socket are served over `https://` and
+//! `wss://`, with a self-signed certificate for `localhost` and `127.0.0.1`
+//! made at start: the browser warns about it once (accept it to go on).
 //!
 //! Ctrl-C stops it gracefully: the listener closes, every socket gets what
 //! was queued to it and then a 1001 close, and the leave announcements run.
@@ -46,21 +51,52 @@ async fn main() -> std::io::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let addr = std::env::args()
-        .nth(1)
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let tls = args.iter().any(|arg| arg == "--tls");
+    let addr = args
+        .into_iter()
+        .find(|arg| arg != "--tls")
         .or_else(|| std::env::var("CHAT_ADDR").ok())
         .unwrap_or_else(|| "127.0.0.1:3000".to_owned());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
-    println!("chat on http://{}", listener.local_addr()?);
+    let scheme = if tls { "https" } else { "http" };
     let (app, hub) = app();
     // TCP_NODELAY, bounded request heads and the peer's address (`ConnectInfo`).
-    wshub::serve(listener, app)
+    let server = with_tls(wshub::serve(listener, app), tls)?;
+    println!("chat on {scheme}://{}", server.local_addr()?);
+    server
         .with_graceful_shutdown(async move {
             let _ = tokio::signal::ctrl_c().await;
             tracing::info!("shutting down");
             hub.shutdown(Duration::from_secs(5)).await;
         })
         .await
+}
+
+/// The server, serving TLS with a self-signed certificate if `tls`.
+#[cfg(feature = "tls")]
+fn with_tls(server: wshub::Serve, tls: bool) -> std::io::Result<wshub::Serve> {
+    if !tls {
+        return Ok(server);
+    }
+    let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+    let generated = rcgen::generate_simple_self_signed(names).map_err(std::io::Error::other)?;
+    let cert = generated.cert.pem();
+    let key = generated.signing_key.serialize_pem();
+    let key =
+        wshub::tls::parse_pem(cert.as_bytes(), key.as_bytes()).map_err(std::io::Error::other)?;
+    Ok(server.tls(wshub::tls::server_config(key)))
+}
+
+#[cfg(not(feature = "tls"))]
+fn with_tls(server: wshub::Serve, tls: bool) -> std::io::Result<wshub::Serve> {
+    if tls {
+        eprintln!(
+            "--tls needs the `tls` feature: cargo run --example chat --features tls -- --tls"
+        );
+        std::process::exit(2);
+    }
+    Ok(server)
 }
 
 /// The whole application: pages, login, and the WebSocket route; and the

@@ -10,7 +10,11 @@ use crate::driver::Transport;
 
 /// The stream's TLS settings: the crate's default roots, or the user's.
 #[derive(Clone, Default)]
-pub(crate) struct TlsSettings {}
+pub(crate) struct TlsSettings {
+    /// `None`: the webpki roots.
+    #[cfg(feature = "tls")]
+    pub(crate) config: Option<std::sync::Arc<tokio_rustls::rustls::ClientConfig>>,
+}
 
 /// Connects to `target`: each resolved address in turn until one accepts,
 /// then TLS when the URL asks for it. Returns the stream and the server's
@@ -19,6 +23,7 @@ pub(crate) async fn open(
     target: &Target,
     tls: &TlsSettings,
 ) -> Result<(Transport, SocketAddr), ConnectError> {
+    #[cfg(not(feature = "tls"))]
     if target.tls {
         let _ = tls;
         return Err(ConnectError::TlsUnavailable);
@@ -34,6 +39,12 @@ pub(crate) async fn open(
         match TcpStream::connect(addr).await {
             Ok(tcp) => {
                 let _ = tcp.set_nodelay(true);
+                #[cfg(feature = "tls")]
+                if target.tls {
+                    let stream =
+                        super::tls::handshake(tcp, &target.host, tls.config.as_ref()).await?;
+                    return Ok((stream, addr));
+                }
                 return Ok((Transport::Tcp(tcp), addr));
             }
             Err(error) => last = Some(error),

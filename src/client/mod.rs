@@ -37,6 +37,8 @@ mod handshake;
 mod inbox;
 mod socket;
 mod target;
+#[cfg(feature = "tls")]
+mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -111,7 +113,9 @@ impl std::fmt::Debug for Client {
 impl Client {
     /// A client for `url` (`ws://`, `wss://`; `http://` and `https://` are
     /// taken to mean the same), with the default [`Config`], no
-    /// compression, and a 10 s connect timeout.
+    /// compression, and a 10 s connect timeout. `wss://` needs the `tls`
+    /// feature; without it, connecting fails with
+    /// [`ConnectError::TlsUnavailable`].
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
@@ -188,6 +192,41 @@ impl Client {
     pub fn hub(mut self, hub: &Hub) -> Self {
         self.hub = Some(hub.clone());
         self
+    }
+
+    /// The TLS configuration for `wss://` URLs (feature `tls`), in place of
+    /// the default: rustls with the ring provider, the Mozilla roots of
+    /// `webpki-roots`, ALPN `http/1.1`. Build it from
+    /// [`wshub::tls::rustls`](crate::tls::rustls) so the versions match, and
+    /// keep ALPN to `http/1.1` (or empty): a WebSocket upgrade is HTTP/1.1.
+    #[cfg(feature = "tls")]
+    pub fn tls_config(mut self, config: Arc<crate::tls::rustls::ClientConfig>) -> Self {
+        self.tls.config = Some(config);
+        self
+    }
+
+    /// Trusts the certificates of `roots` for `wss://` URLs (feature `tls`)
+    /// instead of the Mozilla roots: a private CA, a test certificate.
+    ///
+    /// ```no_run
+    /// use wshub::tls::rustls::RootCertStore;
+    /// use wshub::tls::rustls::pki_types::CertificateDer;
+    /// use wshub::tls::rustls::pki_types::pem::PemObject as _;
+    ///
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut roots = RootCertStore::empty();
+    /// for cert in CertificateDer::pem_file_iter("ca.pem")? {
+    ///     roots.add(cert?)?;
+    /// }
+    /// let socket = wshub::Client::new("wss://internal.example:8443/feed")
+    ///     .tls_roots(roots)
+    ///     .connect()
+    ///     .await?;
+    /// # drop(socket); Ok(()) }
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn tls_roots(self, roots: crate::tls::rustls::RootCertStore) -> Self {
+        self.tls_config(tls::config_with_roots(roots))
     }
 
     /// How many bytes of received messages a [`ClientSocket`] holds unread

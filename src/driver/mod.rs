@@ -67,7 +67,7 @@ pub(crate) fn spawn<H: Handler>(
             transport,
             prefix,
             peer,
-        } = Transport::unwrap(upgraded);
+        } = Transport::from_upgraded(upgraded);
         let open = Open {
             transport,
             prefix,

@@ -1,6 +1,7 @@
 //! The byte stream under a socket: the TCP stream itself when hyper hands it
-//! back, or hyper's upgraded connection (behind `axum::serve`, TLS, ...).
-//! One type for both keeps one copy of the driver.
+//! back, the TLS stream over it (`wshub::serve(..).tls(..)`), or hyper's
+//! upgraded connection (behind `axum::serve`, another server's TLS, ...).
+//! One type for all keeps one copy of the driver.
 
 use std::io;
 use std::net::SocketAddr;
@@ -12,9 +13,18 @@ use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+#[cfg(feature = "tls")]
+use tokio_rustls::server::TlsStream;
 
 pub(crate) enum Transport {
     Tcp(TcpStream),
+    /// Boxed: a TLS session is large, and an enum is as large as its
+    /// largest variant.
+    #[cfg(feature = "tls")]
+    Tls(Box<TlsStream<TcpStream>>),
+    /// A client's `wss://` connection (boxed, as `Tls`).
+    #[cfg(all(feature = "tls", feature = "client"))]
+    ClientTls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
     /// Boxed: the rarer case, and the larger type.
     Upgraded(Box<TokioIo<Upgraded>>),
 }
@@ -28,25 +38,43 @@ pub(crate) struct Unwrapped {
 }
 
 impl Transport {
-    /// Takes the raw TCP stream back when hyper served it directly (and sets
-    /// TCP_NODELAY: frames are batched here, Nagle would only delay them).
-    pub(crate) fn unwrap(upgraded: Upgraded) -> Unwrapped {
-        match upgraded.downcast::<TokioIo<TcpStream>>() {
+    /// Takes the stream back from hyper's `Upgraded` when wshub's own server
+    /// made it (TCP, or TLS over TCP), so the driver writes straight to it
+    /// and knows the peer's address; otherwise keeps the `Upgraded`.
+    pub(crate) fn from_upgraded(upgraded: Upgraded) -> Unwrapped {
+        let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
             Ok(parts) => {
                 let tcp = parts.io.into_inner();
+                // Frames are batched here: Nagle would only delay them.
                 let _ = tcp.set_nodelay(true);
                 let peer = tcp.peer_addr().ok();
-                Unwrapped {
+                return Unwrapped {
                     transport: Self::Tcp(tcp),
                     prefix: parts.read_buf,
                     peer,
-                }
+                };
             }
-            Err(upgraded) => Unwrapped {
-                transport: Self::Upgraded(Box::new(TokioIo::new(upgraded))),
-                prefix: Bytes::new(),
-                peer: None,
-            },
+            Err(upgraded) => upgraded,
+        };
+        #[cfg(feature = "tls")]
+        let upgraded = match upgraded.downcast::<TokioIo<TlsStream<TcpStream>>>() {
+            Ok(parts) => {
+                let tls = parts.io.into_inner();
+                let tcp = tls.get_ref().0;
+                let _ = tcp.set_nodelay(true);
+                let peer = tcp.peer_addr().ok();
+                return Unwrapped {
+                    transport: Self::Tls(Box::new(tls)),
+                    prefix: parts.read_buf,
+                    peer,
+                };
+            }
+            Err(upgraded) => upgraded,
+        };
+        Unwrapped {
+            transport: Self::Upgraded(Box::new(TokioIo::new(upgraded))),
+            prefix: Bytes::new(),
+            peer: None,
         }
     }
 }
@@ -59,6 +87,10 @@ impl AsyncRead for Transport {
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Self::Tcp(tcp) => Pin::new(tcp).poll_read(cx, buf),
+            #[cfg(feature = "tls")]
+            Self::Tls(tls) => Pin::new(&mut **tls).poll_read(cx, buf),
+            #[cfg(all(feature = "tls", feature = "client"))]
+            Self::ClientTls(tls) => Pin::new(&mut **tls).poll_read(cx, buf),
             Self::Upgraded(io) => Pin::new(&mut **io).poll_read(cx, buf),
         }
     }
@@ -72,6 +104,10 @@ impl AsyncWrite for Transport {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Self::Tcp(tcp) => Pin::new(tcp).poll_write(cx, buf),
+            #[cfg(feature = "tls")]
+            Self::Tls(tls) => Pin::new(&mut **tls).poll_write(cx, buf),
+            #[cfg(all(feature = "tls", feature = "client"))]
+            Self::ClientTls(tls) => Pin::new(&mut **tls).poll_write(cx, buf),
             Self::Upgraded(io) => Pin::new(&mut **io).poll_write(cx, buf),
         }
     }
@@ -83,6 +119,12 @@ impl AsyncWrite for Transport {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Self::Tcp(tcp) => Pin::new(tcp).poll_write_vectored(cx, bufs),
+            // rustls seals the slices into records as they are: encryption
+            // is the only copy.
+            #[cfg(feature = "tls")]
+            Self::Tls(tls) => Pin::new(&mut **tls).poll_write_vectored(cx, bufs),
+            #[cfg(all(feature = "tls", feature = "client"))]
+            Self::ClientTls(tls) => Pin::new(&mut **tls).poll_write_vectored(cx, bufs),
             Self::Upgraded(io) => Pin::new(&mut **io).poll_write_vectored(cx, bufs),
         }
     }
@@ -90,6 +132,10 @@ impl AsyncWrite for Transport {
     fn is_write_vectored(&self) -> bool {
         match self {
             Self::Tcp(tcp) => tcp.is_write_vectored(),
+            #[cfg(feature = "tls")]
+            Self::Tls(tls) => tls.is_write_vectored(),
+            #[cfg(all(feature = "tls", feature = "client"))]
+            Self::ClientTls(tls) => tls.is_write_vectored(),
             Self::Upgraded(io) => io.is_write_vectored(),
         }
     }
@@ -97,6 +143,10 @@ impl AsyncWrite for Transport {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Self::Tcp(tcp) => Pin::new(tcp).poll_flush(cx),
+            #[cfg(feature = "tls")]
+            Self::Tls(tls) => Pin::new(&mut **tls).poll_flush(cx),
+            #[cfg(all(feature = "tls", feature = "client"))]
+            Self::ClientTls(tls) => Pin::new(&mut **tls).poll_flush(cx),
             Self::Upgraded(io) => Pin::new(&mut **io).poll_flush(cx),
         }
     }
@@ -104,6 +154,11 @@ impl AsyncWrite for Transport {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Self::Tcp(tcp) => Pin::new(tcp).poll_shutdown(cx),
+            // Sends TLS close_notify, then shuts down the TCP write side.
+            #[cfg(feature = "tls")]
+            Self::Tls(tls) => Pin::new(&mut **tls).poll_shutdown(cx),
+            #[cfg(all(feature = "tls", feature = "client"))]
+            Self::ClientTls(tls) => Pin::new(&mut **tls).poll_shutdown(cx),
             Self::Upgraded(io) => Pin::new(&mut **io).poll_shutdown(cx),
         }
     }

@@ -60,6 +60,11 @@ impl Browser {
     /// Starts `chromium` (or `$CHROMIUM`) headless with a fresh profile and
     /// connects to it. Panics, saying how to install it, if it is missing.
     pub async fn launch() -> Self {
+        Self::launch_with(&[]).await
+    }
+
+    /// [`launch`](Self::launch) with extra command-line flags.
+    pub async fn launch_with(flags: &[&str]) -> Self {
         let program = std::env::var("CHROMIUM").unwrap_or_else(|_| "chromium".into());
         let profile = std::env::temp_dir().join(format!(
             "wshub-chromium-{}-{}",
@@ -84,6 +89,7 @@ impl Browser {
                 "--disable-quic",
                 "--remote-debugging-port=0",
             ])
+            .args(flags)
             .arg(format!("--user-data-dir={}", profile.display()))
             .arg("about:blank")
             .stdin(Stdio::null())

@@ -25,9 +25,21 @@ impl ChatServer {
     /// Starts the example on a free loopback port; its first stdout line
     /// names the URL it listens on.
     pub async fn start() -> Self {
+        Self::spawn(false).await
+    }
+
+    /// [`start`](Self::start) with `--tls`: `https://` and `wss://` with a
+    /// self-signed certificate.
+    #[cfg(feature = "tls")]
+    pub async fn start_tls() -> Self {
+        Self::spawn(true).await
+    }
+
+    async fn spawn(tls: bool) -> Self {
         let binary = example_binary("chat");
         let log = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into());
         let mut process = Command::new(binary)
+            .args(tls.then_some("--tls"))
             .arg("127.0.0.1:0")
             .env("RUST_LOG", log)
             .stdin(Stdio::null())
@@ -51,7 +63,11 @@ impl ChatServer {
         let line = line.expect("read the example's stdout");
         server.addr = line
             .trim()
-            .strip_prefix("chat on http://")
+            .strip_prefix(if tls {
+                "chat on https://"
+            } else {
+                "chat on http://"
+            })
             .unwrap_or_else(|| panic!("unexpected first line from the example: {line:?}"))
             .to_owned();
         server._stdout = Some(stdout);

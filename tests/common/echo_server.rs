@@ -26,30 +26,44 @@ impl EchoServer {
     /// Starts the example with `compression` (`off`, `shared` or
     /// `dedicated`) on a free loopback port.
     pub async fn start(compression: &str) -> Self {
-        Self::spawn(compression, None).await
+        Self::spawn(compression, None, false).await
+    }
+
+    /// [`start_with_workers`](Self::start_with_workers) serving `wss://`
+    /// (`--tls`, a self-signed certificate).
+    #[cfg(feature = "tls")]
+    pub async fn start_tls_with_workers(compression: &str, workers: usize) -> Self {
+        let server = Self::spawn(compression, Some(workers), true).await;
+        server.check_threads(workers);
+        server
     }
 
     /// [`start`](Self::start) with `workers` runtime worker threads instead
     /// of one per core (its `#[tokio::main]` reads `TOKIO_WORKER_THREADS`),
     /// for figures that must not depend on the machine.
     pub async fn start_with_workers(compression: &str, workers: usize) -> Self {
-        let server = Self::spawn(compression, Some(workers)).await;
-        // The main thread and the workers: no more workers than asked for.
-        let threads = server.status_field("Threads");
+        let server = Self::spawn(compression, Some(workers), false).await;
+        server.check_threads(workers);
+        server
+    }
+
+    /// The main thread and the workers: no more workers than asked for.
+    fn check_threads(&self, workers: usize) {
+        let threads = self.status_field("Threads");
         assert!(
             threads <= workers as u64 + 1,
             "the echo example runs {threads} threads with TOKIO_WORKER_THREADS={workers}"
         );
-        server
     }
 
-    async fn spawn(compression: &str, workers: Option<usize>) -> Self {
+    async fn spawn(compression: &str, workers: Option<usize>, tls: bool) -> Self {
         let binary = example_binary("echo");
         let mut command = Command::new(binary);
         if let Some(workers) = workers {
             command.env("TOKIO_WORKER_THREADS", workers.to_string());
         }
         let mut process = command
+            .args(tls.then_some("--tls"))
             .args(["127.0.0.1:0", compression])
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
@@ -73,10 +87,15 @@ impl EchoServer {
             .await
             .unwrap();
         let line = line.expect("read the example's stdout");
-        // "echo server on ws://127.0.0.1:PORT (MODE)"
+        // "echo server on ws://127.0.0.1:PORT (MODE)", or wss://
+        let prefix = if tls {
+            "echo server on wss://"
+        } else {
+            "echo server on ws://"
+        };
         server.addr = line
             .trim()
-            .strip_prefix("echo server on ws://")
+            .strip_prefix(prefix)
             .and_then(|rest| rest.split(' ').next())
             .and_then(|addr| addr.parse().ok())
             .unwrap_or_else(|| panic!("unexpected first line from the example: {line:?}"));

@@ -316,7 +316,8 @@ pub async fn connect_with(
 pub fn local_addr(client: &Client) -> SocketAddr {
     match client.get_ref() {
         MaybeTlsStream::Plain(tcp) => tcp.local_addr().unwrap(),
-        _ => unreachable!("the tests use plain TCP"),
+        MaybeTlsStream::Rustls(tls) => tls.get_ref().0.local_addr().unwrap(),
+        _ => unreachable!("the tests use plain TCP or rustls"),
     }
 }
 
@@ -768,3 +769,5 @@ pub mod chat_server;
 pub mod deflate;
 pub mod echo_server;
 pub mod process;
+#[cfg(feature = "tls")]
+pub mod tls;

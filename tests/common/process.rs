@@ -5,6 +5,23 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
+/// What `cargo test` puts in a test's environment about the package.
+const PACKAGE_ENV: &[&str] = &[
+    "CARGO_MANIFEST_",
+    "CARGO_PKG_",
+    "CARGO_CRATE_NAME",
+    "CARGO_BIN_",
+    "CARGO_PRIMARY_PACKAGE",
+    "CARGO_TARGET_TMPDIR",
+];
+
+/// The features this test was built with that the examples read: an
+/// example built without them would refuse `--tls`.
+#[cfg(feature = "tls")]
+const EXAMPLE_FEATURES: &[&str] = &["--features", "tls"];
+#[cfg(not(feature = "tls"))]
+const EXAMPLE_FEATURES: &[&str] = &[];
+
 /// An example's binary, built (once per test process and example) with the
 /// profile of this test, so a test never runs a stale example.
 ///
@@ -27,9 +44,21 @@ pub fn example_binary(name: &'static str) -> &'static PathBuf {
         Some(profile) => profile,
     };
     let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
-    let status = Command::new(env!("CARGO"))
+    let mut cargo = Command::new(env!("CARGO"));
+    // What `cargo test` sets for this package's tests would reach the build
+    // scripts of the example's dependencies: ring's reruns when
+    // CARGO_MANIFEST_DIR or CARGO_PKG_* change, so the next `cargo test`
+    // (which has none of them) and this build would rebuild it in turn.
+    for (key, _) in std::env::vars_os() {
+        let Some(key) = key.to_str() else { continue };
+        if PACKAGE_ENV.iter().any(|prefix| key.starts_with(prefix)) {
+            cargo.env_remove(key);
+        }
+    }
+    let status = cargo
         .args(["build", "--quiet", "--example", name, "--profile", profile])
         .args(["--manifest-path", manifest])
+        .args(EXAMPLE_FEATURES)
         .status()
         .expect("run cargo");
     assert!(status.success(), "`cargo build --example {name}` failed");

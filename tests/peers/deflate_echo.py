@@ -2,7 +2,10 @@
 """A permessage-deflate client written with Python's `websockets`, a peer
 nobody on wshub wrote.
 
-    python3 tests/peers/deflate_echo.py URL OFFER [--sizes 0,1,100] [--rounds N]
+    python3 tests/peers/deflate_echo.py URL OFFER [--sizes 0,1,100] [--rounds N] [--ca FILE]
+
+A wss:// URL is verified against the certificates in FILE (PEM) when --ca
+is given, against the system's otherwise.
 
 OFFER picks the client's offer:
   default                      permessage-deflate; client_max_window_bits
@@ -29,6 +32,7 @@ import argparse
 import asyncio
 import json
 import random
+import ssl
 import sys
 
 from websockets.asyncio.client import connect
@@ -92,8 +96,12 @@ def count_rsv1(ws, result):
 
 async def run(args, result):
     factory = ClientPerMessageDeflateFactory(**OFFERS[args.offer])
+    tls = {}
+    if args.ca is not None:
+        tls["ssl"] = ssl.create_default_context(cafile=args.ca)
     async with connect(
         args.url,
+        **tls,
         extensions=[factory],
         compression=None,
         proxy=None,
@@ -126,6 +134,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--seed", type=int, default=7692)
     parser.add_argument("--timeout", type=float, default=10.0)
+    parser.add_argument("--ca", help="PEM file of the certificates to trust for wss://")
     args = parser.parse_args()
     args.sizes = [int(s) for s in args.sizes.split(",") if s]
     result = {
