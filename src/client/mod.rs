@@ -74,6 +74,7 @@ pub async fn connect(url: impl Into<String>) -> Result<ClientSocket, ConnectErro
 /// use std::time::Duration;
 /// use wshub::{Client, Compression, Config};
 ///
+/// # #[allow(dead_code)]
 /// # async fn demo() -> Result<(), wshub::client::ConnectError> {
 /// let socket = Client::new("wss://example.com/feed")
 ///     .protocols(["v2.feed", "v1.feed"])
@@ -213,6 +214,7 @@ impl Client {
     /// use wshub::tls::rustls::pki_types::CertificateDer;
     /// use wshub::tls::rustls::pki_types::pem::PemObject as _;
     ///
+    /// # #[allow(dead_code)]
     /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
     /// let mut roots = RootCertStore::empty();
     /// for cert in CertificateDer::pem_file_iter("ca.pem")? {
@@ -252,6 +254,7 @@ impl Client {
     /// ```no_run
     /// use wshub::{Client, Handler, Message, WebSocket};
     ///
+    /// # #[allow(dead_code)]
     /// struct Echo;
     /// impl Handler for Echo {
     ///     type Data = ();
@@ -260,6 +263,7 @@ impl Client {
     ///     }
     /// }
     ///
+    /// # #[allow(dead_code)]
     /// # async fn demo() -> Result<(), wshub::client::ConnectError> {
     /// let ws = Client::new("ws://127.0.0.1:9001/").connect_with(Echo, ()).await?;
     /// ws.send("hi");
