@@ -75,8 +75,13 @@ async fn chat(browser: &Browser, url: &str) {
 /// the user online (the socket is open and the server sent the room's list).
 async fn log_in(page: &Page<'_>, url: &str, name: &str) {
     page.navigate(url).await;
-    page.wait_for("document.body?.dataset.view === 'login'", STEP)
-        .await;
+    // `data-view` is on `<body>`, which the parser has before the form in
+    // it (over TLS the page may arrive in pieces): wait for the whole page.
+    page.wait_for(
+        "document.readyState !== 'loading' && document.body?.dataset.view === 'login'",
+        STEP,
+    )
+    .await;
     let submit = format!(
         "document.getElementById('login-name').value = {};
          document.getElementById('login-submit').click();",
