@@ -1,0 +1,353 @@
+//! The hub across server processes through a real `redis-server`
+//! (`wshub::redis`, feature `redis`): two wshub servers in one process, each
+//! with its own bridge, and tokio-tungstenite clients on both.
+
+#[path = "common/redis_server.rs"]
+mod redis_server;
+
+mod common;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use common::*;
+use redis_server::RedisServer;
+use wshub::redis::{Options, RedisBridge, Stats};
+use wshub::{Handler, Message, Upgrade, WebSocket, WebSocketLayer};
+
+/// Joins the topics of `?topics=`, then obeys text commands:
+/// `pub TOPIC TEXT` (sender excluded), `burst TOPIC N` (N publishes in one
+/// handler call), `sub TOPIC` / `leave TOPIC` (answered), `s TOPIC` /
+/// `u TOPIC` (silent), `ping` (answers `pong`).
+struct Chat;
+
+impl Handler for Chat {
+    type Data = Vec<String>;
+
+    async fn open(&self, ws: &WebSocket<Vec<String>>) {
+        for topic in ws.data() {
+            ws.subscribe(topic);
+        }
+        ws.send("ready");
+    }
+
+    async fn message(&self, ws: &WebSocket<Vec<String>>, msg: Message) {
+        let text = msg.as_text().unwrap_or_default();
+        let mut words = text.splitn(3, ' ');
+        match (words.next(), words.next(), words.next()) {
+            (Some("pub"), Some(topic), Some(text)) => {
+                ws.publish(topic, text.to_owned());
+            }
+            (Some("burst"), Some(topic), Some(n)) => {
+                for i in 0..n.parse().unwrap_or(0) {
+                    ws.publish(topic, format!("burst {i}"));
+                }
+            }
+            (Some("sub"), Some(topic), _) => {
+                ws.subscribe(topic);
+                ws.send("subscribed");
+            }
+            (Some("leave"), Some(topic), _) => {
+                ws.unsubscribe(topic);
+                ws.send("left");
+            }
+            (Some("s"), Some(topic), _) => {
+                ws.subscribe(topic);
+            }
+            (Some("u"), Some(topic), _) => {
+                ws.unsubscribe(topic);
+            }
+            (Some("ping"), _, _) => {
+                ws.send("pong");
+            }
+            _ => {}
+        }
+    }
+}
+
+/// One node: a bridge to `redis` and a wshub server on its hub.
+struct Node {
+    bridge: RedisBridge,
+    addr: SocketAddr,
+}
+
+impl Node {
+    async fn start(redis: &RedisServer) -> Self {
+        let options = Options::default()
+            .timeout(Duration::from_secs(2))
+            .ping_every(Duration::from_millis(50))
+            .reconnect_backoff(Duration::from_millis(20), Duration::from_millis(200));
+        let bridge = RedisBridge::connect_with(&redis.url(), options)
+            .await
+            .expect("a bridge to the test's redis-server");
+        let route = |up: Upgrade<Vec<String>>, q: axum::extract::Query<HashMap<String, String>>| async move {
+            let topics = q.get("topics").map_or_else(Vec::new, |t| {
+                t.split(',')
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            });
+            up.accept(topics)
+        };
+        let layer = WebSocketLayer::new(Chat).with_hub(bridge.hub());
+        let addr = serve(Router::new().route("/", get(route)).layer(layer)).await;
+        Self { bridge, addr }
+    }
+
+    async fn join(&self, topics: &str) -> Client {
+        let mut client = connect_with(format!("ws://{}/?topics={topics}", self.addr))
+            .await
+            .unwrap()
+            .0;
+        assert_eq!(recv(&mut client).await, Msg::text("ready"));
+        client
+    }
+
+    fn stats(&self) -> Stats {
+        self.bridge.stats()
+    }
+}
+
+/// Waits (at most [`WAIT`]) until `ready` holds, polling.
+async fn until(what: &str, mut ready: impl AsyncFnMut() -> bool) {
+    wait(what, async {
+        while !ready().await {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+}
+
+/// Waits until `redis` has `channel` with `subscribers` nodes on it.
+async fn until_subscribed(redis: &RedisServer, channel: &str, subscribers: usize) {
+    until(
+        &format!("{subscribers} subscribers on {channel}"),
+        async || {
+            let Ok(mut conn) = redis.connection().await else {
+                return false;
+            };
+            let numsub: Vec<(String, usize)> = redis::cmd("PUBSUB")
+                .arg("NUMSUB")
+                .arg(channel)
+                .query_async(&mut conn)
+                .await
+                .unwrap_or_default();
+            numsub.first().is_some_and(|(_, n)| *n == subscribers)
+        },
+    )
+    .await;
+}
+
+/// Reads `n` text messages.
+async fn texts(client: &mut Client, n: usize) -> Vec<String> {
+    let mut got = Vec::with_capacity(n);
+    for _ in 0..n {
+        match recv(client).await {
+            Msg::Text(text) => got.push(text.as_str().to_owned()),
+            other => panic!("expected text, got {other:?}"),
+        }
+    }
+    got
+}
+
+/// Checks that `got` holds `count` messages `"{who} {i}"` from each
+/// publisher `who`, each once and in order, and nothing else.
+fn assert_each_once_in_order(got: &[String], publishers: &[&str], count: usize) {
+    let mut next: HashMap<&str, usize> = publishers.iter().map(|p| (*p, 0)).collect();
+    for msg in got {
+        let (who, i) = msg.rsplit_once(' ').expect("`who i`");
+        let expected = next
+            .get_mut(who)
+            .unwrap_or_else(|| panic!("unexpected {msg:?}"));
+        assert_eq!(
+            i.parse::<usize>().unwrap(),
+            *expected,
+            "{who}: out of order or repeated"
+        );
+        *expected += 1;
+    }
+    for (who, n) in next {
+        assert_eq!(n, count, "{who}: messages missing");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_reach_every_node_once_in_order_without_the_sender() {
+    const N: usize = 200;
+    let redis = RedisServer::start().await;
+    let (a, b) = (Node::start(&redis).await, Node::start(&redis).await);
+    let (mut a1, mut a2) = (a.join("room").await, a.join("room").await);
+    let (mut b1, mut b2) = (b.join("room").await, b.join("room").await);
+    until_subscribed(&redis, "wshub:room", 2).await;
+
+    // Two publishers, one per node, at the same time.
+    for i in 0..N {
+        send(&mut a1, Msg::text(format!("pub room a1 {i}"))).await;
+        send(&mut b1, Msg::text(format!("pub room b1 {i}"))).await;
+    }
+    let got_a1 = texts(&mut a1, N).await;
+    let got_b1 = texts(&mut b1, N).await;
+    let got_a2 = texts(&mut a2, 2 * N).await;
+    let got_b2 = texts(&mut b2, 2 * N).await;
+    assert_each_once_in_order(&got_a1, &["b1"], N); // not its own
+    assert_each_once_in_order(&got_b1, &["a1"], N);
+    assert_each_once_in_order(&got_a2, &["a1", "b1"], N);
+    assert_each_once_in_order(&got_b2, &["a1", "b1"], N);
+
+    // From a hub (no sender to leave out), uncompressed, binary: everyone.
+    let reached = b.bridge.hub().publish_with("room", vec![1u8, 2, 3], false);
+    assert_eq!(reached, 2, "reached counts this node's subscribers");
+    for client in [&mut a1, &mut a2, &mut b1, &mut b2] {
+        assert_eq!(recv(client).await, Msg::binary(vec![1u8, 2, 3]));
+    }
+    // Local only: never crosses.
+    a.bridge.hub().publish_local("room", "a only");
+    a.bridge.hub().publish("room", "end");
+    for client in [&mut a1, &mut a2] {
+        assert_eq!(recv(client).await, Msg::text("a only"));
+    }
+    // "end" came after everything above on every client: nothing was
+    // delivered twice (an echo, say) or late.
+    for client in [&mut a1, &mut a2, &mut b1, &mut b2] {
+        assert_eq!(recv(client).await, Msg::text("end"));
+    }
+
+    let (sa, sb) = (a.stats(), b.stats());
+    assert_eq!(sa.published, N as u64 + 1, "{sa:?}");
+    assert_eq!(sb.published, N as u64 + 1, "{sb:?}");
+    assert_eq!(sa.received, N as u64 + 1, "{sa:?}"); // b1's and the binary one
+    assert_eq!(sb.received, N as u64 + 1, "{sb:?}"); // a1's and "end"
+    assert_eq!((sa.dropped, sa.malformed, sa.reconnects), (0, 0, 0));
+    assert!(sa.connected && sb.connected);
+    assert_eq!(
+        a.bridge.hub().subscriber_count("room"),
+        2,
+        "counts stay local"
+    );
+    assert_eq!(redis.publish_calls().await, 2 * N as u64 + 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_publishes_travels_in_few_pipelines() {
+    const N: usize = 2000;
+    let redis = RedisServer::start().await;
+    let (a, b) = (Node::start(&redis).await, Node::start(&redis).await);
+    let mut publisher = a.join("").await;
+    let mut listener = b.join("room").await;
+    until_subscribed(&redis, "wshub:room", 1).await;
+
+    send(&mut publisher, Msg::text(format!("burst room {N}"))).await;
+    let got = texts(&mut listener, N).await;
+    let expected: Vec<String> = (0..N).map(|i| format!("burst {i}")).collect();
+    assert_eq!(got, expected);
+    let stats = a.stats();
+    assert_eq!(stats.published, N as u64);
+    assert_eq!(redis.publish_calls().await, N as u64);
+    println!(
+        "{N} publishes in one handler call: {} pipelines",
+        stats.pipelines
+    );
+    assert!(
+        stats.pipelines * 20 <= N as u64,
+        "{N} publishes took {} round trips",
+        stats.pipelines
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscription_churn_leaves_no_channel_behind() {
+    const CYCLES: usize = 10_000;
+    const CHURNERS: usize = 4;
+    let redis = RedisServer::start().await;
+    let (a, b) = (Node::start(&redis).await, Node::start(&redis).await);
+    let mut steady = a.join("keep").await;
+    let mut churners = Vec::new();
+    for _ in 0..CHURNERS {
+        churners.push(a.join("").await);
+    }
+    until_subscribed(&redis, "wshub:keep", 1).await;
+
+    // Subscribe and unsubscribe, 10,000 times in all, over 64 topics
+    // shared by the churners, while the bridge's task keeps up.
+    let churn = churners
+        .iter_mut()
+        .enumerate()
+        .map(|(c, client)| async move {
+            for i in 0..CYCLES / CHURNERS {
+                let topic = format!("t{}", (i * CHURNERS + c) % 64);
+                send(client, Msg::text(format!("s {topic}"))).await;
+                send(client, Msg::text(format!("u {topic}"))).await;
+            }
+            send(client, Msg::text("ping")).await;
+            assert_eq!(recv(client).await, Msg::text("pong"));
+        });
+    futures_util::future::join_all(churn).await;
+    let (subscribes, unsubscribes) = (
+        redis.calls("subscribe").await,
+        redis.calls("unsubscribe").await,
+    );
+    println!("{CYCLES} cycles: {subscribes} SUBSCRIBE and {unsubscribes} UNSUBSCRIBE commands");
+    assert_eq!(a.bridge.hub().topics(), ["keep"]);
+    until("only wshub:keep on Redis", async || {
+        redis.channels().await == ["wshub:keep"]
+    })
+    .await;
+
+    // The steady topic still crosses.
+    b.bridge.hub().publish("keep", "still here");
+    assert_eq!(recv(&mut steady).await, Msg::text("still here"));
+    drop(steady);
+    until("no channel on Redis", async || {
+        redis.channels().await.is_empty()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_redis_is_reconnected_and_resubscribed_and_the_loss_counted() {
+    let mut redis = RedisServer::start().await;
+    let (a, b) = (Node::start(&redis).await, Node::start(&redis).await);
+    let (mut a1, mut a2) = (a.join("room").await, a.join("room").await);
+    let mut b1 = b.join("room").await;
+    until_subscribed(&redis, "wshub:room", 2).await;
+    send(&mut a1, Msg::text("pub room before")).await;
+    assert_eq!(recv(&mut a2).await, Msg::text("before"));
+    assert_eq!(recv(&mut b1).await, Msg::text("before"));
+
+    redis.kill().await;
+    until("both bridges to notice", async || {
+        !a.stats().connected && !b.stats().connected
+    })
+    .await;
+    // Local delivery goes on; what crossed nowhere is counted.
+    for i in 0..5 {
+        send(&mut a1, Msg::text(format!("pub room during {i}"))).await;
+    }
+    for i in 0..5 {
+        assert_eq!(recv(&mut a2).await, Msg::text(format!("during {i}")));
+    }
+    until("the loss to be counted", async || a.stats().dropped == 5).await;
+
+    redis.restart().await;
+    until("both bridges to reconnect", async || {
+        a.stats().connected && b.stats().connected
+    })
+    .await;
+    until_subscribed(&redis, "wshub:room", 2).await;
+    send(&mut a1, Msg::text("pub room after")).await;
+    send(&mut b1, Msg::text("pub room from b")).await;
+    // The next thing b1 reads is "after": the outage's messages are gone,
+    // not late.
+    assert_eq!(recv(&mut b1).await, Msg::text("after"));
+    assert_eq!(recv(&mut a2).await, Msg::text("after"));
+    let mut rest = texts(&mut a1, 1).await;
+    rest.extend(texts(&mut a2, 1).await);
+    assert_eq!(rest, ["from b", "from b"]);
+
+    let (sa, sb) = (a.stats(), b.stats());
+    assert!(sa.reconnects >= 1 && sb.reconnects >= 1, "{sa:?} {sb:?}");
+    assert_eq!((sa.published, sa.dropped), (2, 5), "{sa:?}");
+}
