@@ -3,8 +3,9 @@
 //! One chat room shared by several servers through Redis: a server (its own
 //! `RedisBridge`, so its own node) on each PORT, 3001 and 3002 unless told
 //! otherwise, all on the Redis at URL (`redis://127.0.0.1:6379/` unless
-//! told otherwise). Run it once with two ports, or once per port in two
-//! terminals to have two processes. Then chat across them:
+//! told otherwise; port 0 picks a free one). Run it once with two ports,
+//! or once per port in two terminals to have two processes. Then chat
+//! across them:
 //!
 //! ```text
 //! redis-server --port 6379 --save ''
@@ -30,7 +31,6 @@ impl Handler for Room {
 
     async fn open(&self, ws: &WebSocket<String>) {
         ws.subscribe("room");
-        ws.publish("room", format!("{} joined", ws.data()));
     }
 
     async fn message(&self, ws: &WebSocket<String>, msg: Message) {
@@ -38,10 +38,6 @@ impl Handler for Room {
         let line = format!("{}: {text}", ws.data());
         ws.send(line.as_str()); // publish leaves out the sender
         ws.publish("room", line);
-    }
-
-    async fn close(&self, ws: &WebSocket<String>, _code: u16, _reason: &str) {
-        ws.hub().publish("room", format!("{} left", ws.data()));
     }
 }
 
@@ -63,10 +59,8 @@ async fn serve_node(
         .route("/", get(join))
         .layer(WebSocketLayer::new(Room).with_hub(bridge.hub()));
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
-    println!(
-        "ws://127.0.0.1:{port}/?name=YOU (node {:016x})",
-        bridge.node_id()
-    );
+    let addr = listener.local_addr()?;
+    println!("ws://{addr}/?name=YOU (node {:016x})", bridge.node_id());
     wshub::serve(listener, app).await?;
     Ok(())
 }

@@ -13,10 +13,12 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
+use common::deflate::{ClientInflater, DeflateWs};
 use common::*;
+use futures_util::StreamExt as _;
 use redis_server::RedisServer;
 use wshub::redis::{Options, RedisBridge, Stats};
-use wshub::{Handler, Message, Upgrade, WebSocket, WebSocketLayer};
+use wshub::{Config, Handler, Message, Upgrade, WebSocket, WebSocketLayer};
 
 /// Joins the topics of `?topics=`, then obeys text commands:
 /// `pub TOPIC TEXT` (sender excluded), `burst TOPIC N` (N publishes in one
@@ -76,6 +78,10 @@ struct Node {
 
 impl Node {
     async fn start(redis: &RedisServer) -> Self {
+        Self::start_with(redis, Config::default()).await
+    }
+
+    async fn start_with(redis: &RedisServer, config: Config) -> Self {
         let options = Options::default()
             .timeout(Duration::from_secs(2))
             .ping_every(Duration::from_millis(50))
@@ -92,7 +98,9 @@ impl Node {
             });
             up.accept(topics)
         };
-        let layer = WebSocketLayer::new(Chat).with_hub(bridge.hub());
+        let layer = WebSocketLayer::new(Chat)
+            .config(config)
+            .with_hub(bridge.hub());
         let addr = serve(Router::new().route("/", get(route)).layer(layer)).await;
         Self { bridge, addr }
     }
@@ -350,4 +358,182 @@ async fn a_restarted_redis_is_reconnected_and_resubscribed_and_the_loss_counted(
     let (sa, sb) = (a.stats(), b.stats());
     assert!(sa.reconnects >= 1 && sb.reconnects >= 1, "{sa:?} {sb:?}");
     assert_eq!((sa.published, sa.dropped), (2, 5), "{sa:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_compress_flag_crosses_with_the_message() {
+    let redis = RedisServer::start().await;
+    let a = Node::start(&redis).await;
+    let b = Node::start_with(&redis, Config::default().per_message_deflate(true)).await;
+    let mut client = DeflateWs::connect(b.addr, "/?topics=room", Some("permessage-deflate")).await;
+    assert!(client.extensions.is_some(), "deflate negotiated");
+    let mut inflater = ClientInflater::new(true);
+    let ready = client.message().await;
+    assert_eq!(inflater.inflate(&ready.payload).unwrap(), b"ready");
+    until_subscribed(&redis, "wshub:room", 1).await;
+
+    let text = "compressible ".repeat(200);
+    a.bridge.hub().publish_with("room", text.as_str(), true);
+    a.bridge.hub().publish_with("room", text.as_str(), false);
+    let compressed = client.message().await;
+    assert!(
+        compressed.rsv1,
+        "published with compress: compressed on node b"
+    );
+    assert!(compressed.payload.len() < text.len() / 4);
+    assert_eq!(
+        inflater.inflate(&compressed.payload).unwrap(),
+        text.as_bytes()
+    );
+    let plain = client.message().await;
+    assert!(!plain.rsv1, "published without compress: plain on node b");
+    assert_eq!(plain.payload, text.as_bytes());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bridge_lives_as_long_as_its_hub_and_then_lets_go_of_redis() {
+    async fn clients(redis: &RedisServer) -> usize {
+        let mut conn = redis.connection().await.unwrap();
+        let info: String = redis::cmd("INFO")
+            .arg("clients")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let count = info
+            .lines()
+            .find_map(|line| line.strip_prefix("connected_clients:"))
+            .expect("connected_clients");
+        count.trim().parse().unwrap()
+    }
+    let redis = RedisServer::start().await;
+    let a = Node::start(&redis).await;
+    let mut listener = a.join("room").await;
+    let bridge = RedisBridge::connect(&redis.url()).await.unwrap();
+    let hub = bridge.hub();
+    until_subscribed(&redis, "wshub:room", 1).await;
+    // Two connections per bridge, and the one asking.
+    assert_eq!(clients(&redis).await, 5);
+
+    drop(bridge);
+    hub.publish("room", "the hub alone is enough");
+    assert_eq!(
+        recv(&mut listener).await,
+        Msg::text("the hub alone is enough")
+    );
+    drop(hub);
+    until("the bridge's connections to close", async || {
+        clients(&redis).await == 3
+    })
+    .await;
+    assert_eq!(a.stats().received, 1);
+}
+
+#[tokio::test]
+async fn connect_fails_clearly_without_redis() {
+    let err = RedisBridge::connect("http://127.0.0.1/").await.unwrap_err();
+    assert!(matches!(err, wshub::redis::ConnectError::Url(_)), "{err:?}");
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let err = RedisBridge::connect(&format!("redis://127.0.0.1:{port}/"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, wshub::redis::ConnectError::Redis(_)),
+        "{err:?}"
+    );
+    assert_eq!(err.to_string(), "could not connect to Redis");
+}
+
+/// `examples/redis_chat`, one process per node: its address.
+struct ChatProcess {
+    addr: SocketAddr,
+    _child: tokio::process::Child,
+}
+
+impl ChatProcess {
+    async fn start(redis: &RedisServer) -> Self {
+        use tokio::io::AsyncBufReadExt as _;
+        let binary = common::process::example_binary_with("redis_chat", &["redis"]);
+        let mut child = tokio::process::Command::new(binary)
+            .args(["--redis", &redis.url(), "0"])
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start examples/redis_chat");
+        let stdout = child.stdout.take().expect("its stdout");
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let line = wait("redis_chat to listen", lines.next_line())
+            .await
+            .unwrap()
+            .expect("a line saying where it listens");
+        // ws://127.0.0.1:PORT/?name=YOU (node ...)
+        let addr = line
+            .strip_prefix("ws://")
+            .and_then(|rest| rest.split('/').next())
+            .and_then(|addr| addr.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+        Self {
+            addr,
+            _child: child,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_server_processes_share_a_room_for_1000_clients() {
+    const CLIENTS: usize = 1000;
+    testkit::raise_nofile(4 * CLIENTS as u64).unwrap();
+    let redis = RedisServer::start().await;
+    let nodes = [
+        ChatProcess::start(&redis).await,
+        ChatProcess::start(&redis).await,
+    ];
+    let started = std::time::Instant::now();
+    // Half on each process, every client in the room; each says hello and
+    // reads its own line back, so its subscription is in place.
+    // 100 handshakes at a time: a listen backlog is not 1,000 deep everywhere.
+    let clients: Vec<Client> = futures_util::stream::iter((0..CLIENTS).map(|i| {
+        let addr = nodes[i % 2].addr;
+        async move {
+            let url = format!("ws://{addr}/?name=c{i}");
+            let mut client = connect_with(url).await.unwrap().0;
+            send(&mut client, Msg::text("hi")).await;
+            let own = Msg::text(format!("c{i}: hi"));
+            while recv(&mut client).await != own {}
+            client
+        }
+    }))
+    .buffered(100)
+    .collect()
+    .await;
+    until_subscribed(&redis, "wshub:room", 2).await;
+    let joined = started.elapsed();
+
+    // One message from a client on each process: every client reads both,
+    // once each.
+    let mut clients = clients;
+    send(&mut clients[0], Msg::text("from node 0")).await;
+    send(&mut clients[1], Msg::text("from node 1")).await;
+    let started = std::time::Instant::now();
+    futures_util::future::join_all(clients.iter_mut().map(|client| async move {
+        let mut seen = [0; 2];
+        while seen != [1, 1] {
+            match recv(client).await {
+                Msg::Text(t) if t.as_str() == "c0: from node 0" => seen[0] += 1,
+                Msg::Text(t) if t.as_str() == "c1: from node 1" => seen[1] += 1,
+                Msg::Text(t) if t.as_str().ends_with(": hi") => {}
+                other => panic!("unexpected {other:?}"),
+            }
+            assert!(seen[0] <= 1 && seen[1] <= 1, "a message arrived twice");
+        }
+    }))
+    .await;
+    println!(
+        "{CLIENTS} clients on 2 processes: joined (and their {CLIENTS} hellos sent) in {joined:?}, \
+         both messages to all in {:?}",
+        started.elapsed()
+    );
+    assert!(redis.publish_calls().await >= CLIENTS as u64 + 2);
 }

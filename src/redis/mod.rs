@@ -42,7 +42,9 @@
 //! - **A node listens only to topics it has subscribers for**: it
 //!   SUBSCRIBEs to a topic's channel when the topic gains its first local
 //!   subscriber and UNSUBSCRIBEs when it loses the last. The channel of
-//!   topic `t` is `wshub:t` (see [`Options::prefix`]).
+//!   topic `t` is `wshub:t` (see [`Options::prefix`]). A node hears other
+//!   nodes' publishes to a topic from the moment its SUBSCRIBE is in place,
+//!   a round trip after the topic's first local subscriber.
 //! - **Batched.** The hub only queues (its [`Bridge`] calls
 //!   run under its locks); a task of the bridge's own takes everything
 //!   queued at once and sends it as one pipeline of PUBLISHes, one round
@@ -79,6 +81,11 @@
 //!   [`Options::ping_every`]) is reopened with exponential backoff
 //!   ([`Options::reconnect_backoff`]), and every topic with local
 //!   subscribers is SUBSCRIBEd to again. [`Stats::reconnects`] counts it.
+//!   A pipeline that fails on its way counts whole as dropped, though Redis
+//!   may have passed some of it on. What other nodes publish while this
+//!   one is away is lost to its subscribers, uncounted: nothing tells it.
+//! - A node that falls far behind reading is cut off by Redis (its
+//!   `client-output-buffer-limit` for pub/sub) and reconnects like above.
 //!
 //! Only [`RedisBridge::connect`] fails, if Redis cannot be reached at all;
 //! a connected bridge never does.

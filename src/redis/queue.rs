@@ -109,3 +109,78 @@ impl Bridge for Queue {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn queue(messages: usize, bytes: usize) -> (Queue, mpsc::Receiver<Outgoing>) {
+        let (outgoing, rx) = mpsc::channel(messages);
+        let shared = Arc::new(Shared::new(bytes));
+        (Queue { shared, outgoing }, rx)
+    }
+
+    fn dropped(queue: &Queue) -> u64 {
+        queue.shared.counters.snapshot().dropped
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts_without_blocking() {
+        let (queue, mut rx) = queue(2, 1 << 20);
+        for i in 0..5 {
+            queue.forward("t", &Message::from(format!("{i}")), true);
+        }
+        assert_eq!(dropped(&queue), 3);
+        assert_eq!(rx.try_recv().unwrap().message, Message::from("0"));
+        queue.shared.dequeued(1);
+        queue.forward("t", &Message::from("5"), false);
+        assert_eq!(dropped(&queue), 3, "room again once the task took one");
+        assert_eq!(rx.try_recv().unwrap().message, Message::from("1"));
+        let last = rx.try_recv().unwrap();
+        assert_eq!(
+            (&*last.topic, last.message, last.compress),
+            ("t", Message::from("5"), false)
+        );
+    }
+
+    #[test]
+    fn the_queue_is_bounded_in_bytes_too() {
+        let (queue, mut rx) = queue(100, 10);
+        queue.forward("t", &Message::binary(vec![0u8; 6]), true);
+        queue.forward("t", &Message::binary(vec![0u8; 6]), true);
+        queue.forward("t", &Message::binary(vec![0u8; 4]), true);
+        queue.forward("t", &Message::binary(vec![0u8; 11]), true);
+        assert_eq!(dropped(&queue), 2, "the second 6 and the 11 do not fit");
+        assert_eq!(rx.try_recv().unwrap().message.len(), 6);
+        assert_eq!(rx.try_recv().unwrap().message.len(), 4);
+        assert!(rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn a_closed_queue_counts_what_it_could_not_take() {
+        let (queue, rx) = queue(4, 1 << 20);
+        drop(rx);
+        queue.forward("t", &Message::from("x"), true);
+        assert_eq!(dropped(&queue), 1);
+        assert!(queue.shared.reserve(1 << 20), "the bytes were given back");
+    }
+
+    #[test]
+    fn the_last_subscription_change_of_a_topic_wins() {
+        let (queue, _rx) = queue(4, 1 << 20);
+        for _ in 0..1000 {
+            queue.topic_opened("a");
+            queue.topic_closed("a");
+        }
+        queue.topic_opened("b");
+        queue.topic_closed("c");
+        let mut changes: Vec<_> = queue.shared.take_changes().into_iter().collect();
+        changes.sort();
+        let expected: [(Box<str>, bool); 3] =
+            [("a".into(), false), ("b".into(), true), ("c".into(), false)];
+        assert_eq!(changes, expected);
+        assert!(queue.shared.take_changes().is_empty());
+    }
+}

@@ -10,6 +10,11 @@ use std::sync::OnceLock;
 ///
 /// `cargo test` builds examples too, but `cargo test --test NAME` does not.
 pub fn example_binary(name: &'static str) -> &'static PathBuf {
+    example_binary_with(name, &[])
+}
+
+/// [`example_binary`] for an example that needs cargo `features`.
+pub fn example_binary_with(name: &'static str, features: &[&str]) -> &'static PathBuf {
     static BINARIES: OnceLock<std::sync::Mutex<Vec<(&'static str, &'static PathBuf)>>> =
         OnceLock::new();
     let mut built = BINARIES.get_or_init(Default::default).lock().unwrap();
@@ -29,6 +34,7 @@ pub fn example_binary(name: &'static str) -> &'static PathBuf {
     let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
     let status = Command::new(env!("CARGO"))
         .args(["build", "--quiet", "--example", name, "--profile", profile])
+        .args(["--features", &features.join(",")])
         .args(["--manifest-path", manifest])
         .status()
         .expect("run cargo");
