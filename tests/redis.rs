@@ -257,8 +257,10 @@ async fn a_burst_of_publishes_travels_in_few_pipelines() {
     let mut listener = b.join("room").await;
     until_subscribed(&redis, "wshub:room", 1).await;
 
+    let started = std::time::Instant::now();
     send(&mut publisher, Msg::text(format!("burst room {N}"))).await;
     let got = texts(&mut listener, N).await;
+    let elapsed = started.elapsed();
     let expected: Vec<String> = (0..N).map(|i| format!("burst {i}")).collect();
     assert_eq!(got, expected);
     until("the last pipeline's answer", async || {
@@ -268,7 +270,7 @@ async fn a_burst_of_publishes_travels_in_few_pipelines() {
     let stats = a.stats();
     assert_eq!(redis.publish_calls().await, N as u64);
     println!(
-        "{N} publishes in one handler call: {} pipelines",
+        "{N} publishes in one handler call: {} pipelines, all on the other node in {elapsed:?}",
         stats.pipelines
     );
     assert!(
@@ -605,4 +607,36 @@ async fn a_stalled_redis_is_noticed_by_the_timeouts() {
     unique.dedup();
     assert_eq!(seen, unique);
     assert!(a.stats().reconnects >= 1 && b.stats().reconnects >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_subscribes_with_the_first_local_subscriber_and_leaves_with_the_last() {
+    const ROUNDS: u64 = 50;
+    let redis = RedisServer::start().await;
+    let a = Node::start(&redis).await;
+    let (mut first, mut second) = (a.join("").await, a.join("").await);
+    let (subscribes, unsubscribes) = (
+        redis.calls("subscribe").await,
+        redis.calls("unsubscribe").await,
+    );
+    for _ in 0..ROUNDS {
+        for client in [&mut first, &mut second] {
+            send(client, Msg::text("sub room")).await;
+            assert_eq!(recv(client).await, Msg::text("subscribed"));
+        }
+        until_subscribed(&redis, "wshub:room", 1).await;
+        send(&mut first, Msg::text("leave room")).await;
+        assert_eq!(recv(&mut first).await, Msg::text("left"));
+        // Someone is left here: the node stays on the channel.
+        assert_eq!(redis.channels().await, ["wshub:room"]);
+        send(&mut second, Msg::text("leave room")).await;
+        assert_eq!(recv(&mut second).await, Msg::text("left"));
+        until("the node to leave the channel", async || {
+            redis.channels().await.is_empty()
+        })
+        .await;
+    }
+    // One SUBSCRIBE and one UNSUBSCRIBE per round, whoever came and went.
+    assert_eq!(redis.calls("subscribe").await - subscribes, ROUNDS);
+    assert_eq!(redis.calls("unsubscribe").await - unsubscribes, ROUNDS);
 }

@@ -77,7 +77,7 @@
 //!   while Redis is unreachable, they still reach this node's subscribers
 //!   but not the others', and are counted in [`Stats::dropped`].
 //! - A lost connection (closed, an error, or no answer within
-//!   [`Options::timeout`], noticed on an idle node by a PING every
+//!   [`Options::timeout`], noticed on a quiet node by a PING every
 //!   [`Options::ping_every`]) is reopened with exponential backoff
 //!   ([`Options::reconnect_backoff`]), and every topic with local
 //!   subscribers is SUBSCRIBEd to again. [`Stats::reconnects`] counts it.
@@ -102,6 +102,7 @@ mod stats;
 mod task;
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use tokio::sync::mpsc;
 
@@ -181,6 +182,7 @@ impl RedisBridge {
             wanted: Default::default(),
             batch: Vec::new(),
         };
+        shared.counters.connected.store(true, Ordering::Relaxed);
         tokio::spawn(task.run(link));
         Ok(Self { hub, shared, node })
     }

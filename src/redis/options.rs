@@ -74,8 +74,10 @@ impl Options {
         self
     }
 
-    /// How often an idle subscriber connection PINGs Redis, to notice a
-    /// connection that died without closing.
+    /// How often the subscriber connection PINGs Redis, to notice a
+    /// connection that died without closing (it only reads otherwise; the
+    /// publishing connection notices by its replies'
+    /// [`timeout`](Self::timeout)).
     pub fn ping_every(mut self, every: Duration) -> Self {
         self.ping_every = every.max(Duration::from_millis(1));
         self

@@ -3,6 +3,7 @@
 //! its local topics, delivers what other nodes publish, and reconnects.
 
 use std::collections::HashSet;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Weak};
 
 use ::redis::{Client, Msg};
@@ -50,7 +51,6 @@ impl Task {
     /// Serves `link` until the hub is gone, reconnecting whenever Redis is
     /// lost.
     pub(crate) async fn run(mut self, mut link: Link) {
-        self.shared.counters.connected.store(true, Relaxed);
         loop {
             let lost = match self.serve(&mut link).await {
                 Ok(()) => return,
@@ -203,5 +203,3 @@ impl Task {
         self.options.prefix.clone() + topic
     }
 }
-
-use std::sync::atomic::Ordering::Relaxed;
