@@ -72,6 +72,7 @@ pub async fn connect(url: impl Into<String>) -> Result<ClientSocket, ConnectErro
 /// use std::time::Duration;
 /// use wshub::{Client, Compression, Config};
 ///
+/// # #[allow(dead_code)]
 /// # async fn demo() -> Result<(), wshub::client::ConnectError> {
 /// let socket = Client::new("wss://example.com/feed")
 ///     .protocols(["v2.feed", "v1.feed"])
@@ -213,6 +214,7 @@ impl Client {
     /// ```no_run
     /// use wshub::{Client, Handler, Message, WebSocket};
     ///
+    /// # #[allow(dead_code)]
     /// struct Echo;
     /// impl Handler for Echo {
     ///     type Data = ();
@@ -221,6 +223,7 @@ impl Client {
     ///     }
     /// }
     ///
+    /// # #[allow(dead_code)]
     /// # async fn demo() -> Result<(), wshub::client::ConnectError> {
     /// let ws = Client::new("ws://127.0.0.1:9001/").connect_with(Echo, ()).await?;
     /// ws.send("hi");
