@@ -21,9 +21,10 @@ use wshub::redis::{Options, RedisBridge, Stats};
 use wshub::{Config, Handler, Message, Upgrade, WebSocket, WebSocketLayer};
 
 /// Joins the topics of `?topics=`, then obeys text commands:
-/// `pub TOPIC TEXT` (sender excluded), `burst TOPIC N` (N publishes in one
-/// handler call), `sub TOPIC` / `leave TOPIC` (answered), `s TOPIC` /
-/// `u TOPIC` (silent), `ping` (answers `pong`).
+/// `pub TOPIC TEXT` (sender excluded; `pub-plain` uncompressed),
+/// `burst TOPIC N` (N publishes in one handler call), `sub TOPIC` /
+/// `leave TOPIC` (answered), `s TOPIC` / `u TOPIC` (silent), `ping`
+/// (answers `pong`).
 struct Chat;
 
 impl Handler for Chat {
@@ -42,6 +43,9 @@ impl Handler for Chat {
         match (words.next(), words.next(), words.next()) {
             (Some("pub"), Some(topic), Some(text)) => {
                 ws.publish(topic, text.to_owned());
+            }
+            (Some("pub-plain"), Some(topic), Some(text)) => {
+                ws.publish_with(topic, text.to_owned(), false);
             }
             (Some("burst"), Some(topic), Some(n)) => {
                 for i in 0..n.parse().unwrap_or(0) {
@@ -403,6 +407,20 @@ async fn the_compress_flag_crosses_with_the_message() {
     );
     let plain = client.message().await;
     assert!(!plain.rsv1, "published without compress: plain on node b");
+    assert_eq!(plain.payload, text.as_bytes());
+
+    // The same from a socket on node a.
+    let mut publisher = a.join("").await;
+    send(&mut publisher, Msg::text(format!("pub room {text}"))).await;
+    send(&mut publisher, Msg::text(format!("pub-plain room {text}"))).await;
+    let compressed = client.message().await;
+    assert!(compressed.rsv1, "ws.publish: compressed on node b");
+    assert_eq!(
+        inflater.inflate(&compressed.payload).unwrap(),
+        text.as_bytes()
+    );
+    let plain = client.message().await;
+    assert!(!plain.rsv1, "ws.publish_with(.., false): plain on node b");
     assert_eq!(plain.payload, text.as_bytes());
 }
 

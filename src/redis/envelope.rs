@@ -99,7 +99,39 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Envelope, Malformed> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Whatever is published on a node's channels, reading it fails
+        /// cleanly or gives back exactly the payload after the header.
+        #[test]
+        fn any_bytes_decode_or_fail_without_panicking(bytes in prop::collection::vec(any::<u8>(), 0..64)) {
+            match decode(&bytes) {
+                Ok(envelope) => {
+                    prop_assert_eq!(envelope.message.as_bytes(), &bytes[HEADER_LEN..]);
+                    prop_assert_eq!(Some(envelope.node), sender(&bytes));
+                }
+                Err(_) => prop_assert!(bytes.len() < HEADER_LEN || bytes[0] != VERSION || bytes[1] > 3 || bytes[1] & BINARY == 0),
+            }
+        }
+
+        #[test]
+        fn every_message_round_trips(
+            node in any::<u64>(),
+            payload in prop::collection::vec(any::<u8>(), 0..256),
+            text in ".{0,64}",
+            binary in any::<bool>(),
+            compress in any::<bool>(),
+        ) {
+            let message = if binary { Message::binary(payload) } else { Message::from(text) };
+            let envelope = decode(&encode(node, &message, compress)).unwrap();
+            prop_assert_eq!(envelope, Envelope { node, compress, message });
+        }
+    }
 
     #[test]
     fn round_trips_every_kind_and_flag() {
