@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # tests/browser.rs drives headless Chromium through the chat example.
 command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+# tests/redis.rs starts a redis-server of its own per test.
+command -v redis-server >/dev/null || (apt-get update && apt-get install -y redis-server)
 # tests/deflate.rs and tests/tls.rs check against Python's `websockets`.
 python3 -c 'import websockets' 2>/dev/null || python3 -m pip install websockets
 # tests/client_peers.rs runs the client against Node's `ws` (and Python's

@@ -118,6 +118,8 @@ mod hub;
 mod layer;
 mod outbox;
 pub mod protocol;
+#[cfg(feature = "redis")]
+pub mod redis;
 #[cfg(feature = "axum")]
 mod serve;
 mod socket;

@@ -27,6 +27,11 @@ const EXAMPLE_FEATURES: &[&str] = &[];
 ///
 /// `cargo test` builds examples too, but `cargo test --test NAME` does not.
 pub fn example_binary(name: &'static str) -> &'static PathBuf {
+    example_binary_with(name, &[])
+}
+
+/// [`example_binary`] for an example that needs cargo `features`.
+pub fn example_binary_with(name: &'static str, features: &[&str]) -> &'static PathBuf {
     static BINARIES: OnceLock<std::sync::Mutex<Vec<(&'static str, &'static PathBuf)>>> =
         OnceLock::new();
     let mut built = BINARIES.get_or_init(Default::default).lock().unwrap();
@@ -57,6 +62,7 @@ pub fn example_binary(name: &'static str) -> &'static PathBuf {
     }
     let status = cargo
         .args(["build", "--quiet", "--example", name, "--profile", profile])
+        .args(["--features", &features.join(",")])
         .args(["--manifest-path", manifest])
         .args(EXAMPLE_FEATURES)
         .status()

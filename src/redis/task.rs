@@ -1,0 +1,205 @@
+//! The bridge's own task: it owns the connections to Redis, sends what the
+//! hub queued as PUBLISH pipelines, keeps the node's SUBSCRIBEs in step with
+//! its local topics, delivers what other nodes publish, and reconnects.
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Weak};
+
+use ::redis::{Client, Msg};
+use futures_util::StreamExt as _;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, MissedTickBehavior};
+
+use super::envelope;
+use super::link::{Link, Lost};
+use super::options::Options;
+use super::queue::{Outgoing, Shared};
+use super::stats::Counters;
+use crate::Hub;
+use crate::hub::HubInner;
+
+/// Publishes per pipeline, at most.
+const PIPELINE: usize = 1024;
+
+/// The state of the bridge's task.
+pub(crate) struct Task {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) queue: mpsc::Receiver<Outgoing>,
+    /// Weak: the hub owns the bridge, so a strong handle here would keep
+    /// both alive forever. The task ends when the queue's sender (in the
+    /// hub's bridge) is dropped.
+    pub(crate) hub: Weak<HubInner>,
+    pub(crate) client: Client,
+    pub(crate) options: Options,
+    pub(crate) node: u64,
+    /// The topics with local subscribers, as far as the task has heard:
+    /// what a new connection SUBSCRIBEs to.
+    pub(crate) wanted: HashSet<Box<str>>,
+    /// Reused between pipelines.
+    pub(crate) batch: Vec<Outgoing>,
+}
+
+/// What a look at the subscription changes asks of Redis.
+#[derive(Debug, Default)]
+struct Changes {
+    subscribe: Vec<String>,
+    unsubscribe: Vec<String>,
+}
+
+impl Task {
+    /// Serves `link` until the hub is gone, reconnecting whenever Redis is
+    /// lost.
+    pub(crate) async fn run(mut self, mut link: Link) {
+        loop {
+            let lost = match self.serve(&mut link).await {
+                Ok(()) => return,
+                Err(lost) => lost,
+            };
+            self.shared.counters.connected.store(false, Relaxed);
+            tracing::warn!(error = %lost, "lost Redis; reconnecting");
+            drop(link);
+            link = match self.reconnect().await {
+                Some(link) => link,
+                None => return,
+            };
+            Counters::add(&self.shared.counters.reconnects, 1);
+            self.shared.counters.connected.store(true, Relaxed);
+            tracing::info!("reconnected to Redis");
+        }
+    }
+
+    /// Serves one connection; `Ok` once the hub is gone.
+    async fn serve(&mut self, link: &mut Link) -> Result<(), Lost> {
+        // A new connection subscribes to every topic wanted now.
+        self.take_changes();
+        let all: Vec<String> = self.wanted.iter().map(|t| self.channel(t)).collect();
+        link.subscribe(&all).await?;
+        let mut ping = tokio::time::interval_at(
+            Instant::now() + self.options.ping_every,
+            self.options.ping_every,
+        );
+        ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            let changes = self.take_changes();
+            link.unsubscribe(&changes.unsubscribe).await?;
+            link.subscribe(&changes.subscribe).await?;
+            tokio::select! {
+                n = self.queue.recv_many(&mut self.batch, PIPELINE) => {
+                    if n == 0 {
+                        return Ok(());
+                    }
+                    self.publish(link).await?;
+                }
+                msg = link.messages.next() => match msg {
+                    Some(msg) => self.deliver(&msg),
+                    None => return Err(Lost::Closed),
+                },
+                () = self.shared.changed.notified() => {}
+                _ = ping.tick() => link.ping().await?,
+            }
+        }
+    }
+
+    /// Sends the batch as one pipeline of PUBLISHes.
+    async fn publish(&mut self, link: &mut Link) -> Result<(), Lost> {
+        let mut pipeline = ::redis::pipe();
+        let mut bytes = 0;
+        let count = self.batch.len();
+        for out in self.batch.drain(..) {
+            bytes += out.message.len();
+            pipeline
+                .cmd("PUBLISH")
+                .arg(self.options.prefix.clone() + &out.topic)
+                .arg(envelope::encode(self.node, &out.message, out.compress));
+        }
+        self.shared.dequeued(bytes);
+        let counters = &self.shared.counters;
+        match link.publish(&pipeline).await {
+            Ok(()) => {
+                Counters::add(&counters.published, count);
+                Counters::add(&counters.pipelines, 1);
+                Ok(())
+            }
+            Err(lost) => {
+                Counters::add(&counters.dropped, count);
+                Err(lost)
+            }
+        }
+    }
+
+    /// Delivers a message from Redis to this node's subscribers, unless
+    /// this node sent it.
+    fn deliver(&self, msg: &Msg) {
+        let counters = &self.shared.counters;
+        let payload = msg.get_payload_bytes();
+        if envelope::sender(payload) == Some(self.node) {
+            return;
+        }
+        let topic = msg.get_channel_name().strip_prefix(&self.options.prefix);
+        let (Some(topic), Ok(envelope)) = (topic, envelope::decode(payload)) else {
+            Counters::add(&counters.malformed, 1);
+            return;
+        };
+        let Some(hub) = self.hub.upgrade() else {
+            return;
+        };
+        Hub::from_inner(hub).publish_local_with(topic, envelope.message, envelope.compress);
+        Counters::add(&counters.received, 1);
+    }
+
+    /// Waits out the backoff and connects again; `None` once the hub is
+    /// gone. Publishes queued meanwhile are dropped (and counted): Redis
+    /// pub/sub would not have kept them for the other nodes either.
+    async fn reconnect(&mut self) -> Option<Link> {
+        let mut backoff = self.options.backoff_min;
+        loop {
+            let until = Instant::now() + backoff;
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep_until(until) => break,
+                    n = self.queue.recv_many(&mut self.batch, PIPELINE) => {
+                        if n == 0 {
+                            return None;
+                        }
+                        self.drop_batch();
+                    }
+                    () = self.shared.changed.notified() => {
+                        self.take_changes();
+                    }
+                }
+            }
+            match Link::open(&self.client, self.options.timeout).await {
+                Ok(link) => return Some(link),
+                Err(err) => tracing::debug!(error = %err, ?backoff, "Redis still unreachable"),
+            }
+            backoff = (backoff * 2).min(self.options.backoff_max);
+        }
+    }
+
+    fn drop_batch(&mut self) {
+        let bytes = self.batch.iter().map(|out| out.message.len()).sum();
+        self.shared.dequeued(bytes);
+        Counters::add(&self.shared.counters.dropped, self.batch.len());
+        self.batch.clear();
+    }
+
+    /// Folds the changes since the last look into `wanted`; returns the
+    /// channels to subscribe to and unsubscribe from.
+    fn take_changes(&mut self) -> Changes {
+        let mut changes = Changes::default();
+        for (topic, open) in self.shared.take_changes() {
+            if open && !self.wanted.contains(&topic) {
+                changes.subscribe.push(self.channel(&topic));
+                self.wanted.insert(topic);
+            } else if !open && self.wanted.remove(&topic) {
+                changes.unsubscribe.push(self.channel(&topic));
+            }
+        }
+        changes
+    }
+
+    fn channel(&self, topic: &str) -> String {
+        self.options.prefix.clone() + topic
+    }
+}

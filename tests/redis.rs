@@ -1,0 +1,660 @@
+//! The hub across server processes through a real `redis-server`
+//! (`wshub::redis`, feature `redis`): two wshub servers in one process, each
+//! with its own bridge, and tokio-tungstenite clients on both.
+
+#[path = "common/redis_server.rs"]
+mod redis_server;
+
+mod common;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use common::deflate::{ClientInflater, DeflateWs};
+use common::*;
+use futures_util::StreamExt as _;
+use redis_server::RedisServer;
+use wshub::redis::{Options, RedisBridge, Stats};
+use wshub::{Config, Handler, Message, Upgrade, WebSocket, WebSocketLayer};
+
+/// Joins the topics of `?topics=`, then obeys text commands:
+/// `pub TOPIC TEXT` (sender excluded; `pub-plain` uncompressed),
+/// `burst TOPIC N` (N publishes in one handler call), `sub TOPIC` /
+/// `leave TOPIC` (answered), `s TOPIC` / `u TOPIC` (silent), `ping`
+/// (answers `pong`).
+struct Chat;
+
+impl Handler for Chat {
+    type Data = Vec<String>;
+
+    async fn open(&self, ws: &WebSocket<Vec<String>>) {
+        for topic in ws.data() {
+            ws.subscribe(topic);
+        }
+        ws.send("ready");
+    }
+
+    async fn message(&self, ws: &WebSocket<Vec<String>>, msg: Message) {
+        let text = msg.as_text().unwrap_or_default();
+        let mut words = text.splitn(3, ' ');
+        match (words.next(), words.next(), words.next()) {
+            (Some("pub"), Some(topic), Some(text)) => {
+                ws.publish(topic, text.to_owned());
+            }
+            (Some("pub-plain"), Some(topic), Some(text)) => {
+                ws.publish_with(topic, text.to_owned(), false);
+            }
+            (Some("burst"), Some(topic), Some(n)) => {
+                for i in 0..n.parse().unwrap_or(0) {
+                    ws.publish(topic, format!("burst {i}"));
+                }
+            }
+            (Some("sub"), Some(topic), _) => {
+                ws.subscribe(topic);
+                ws.send("subscribed");
+            }
+            (Some("leave"), Some(topic), _) => {
+                ws.unsubscribe(topic);
+                ws.send("left");
+            }
+            (Some("s"), Some(topic), _) => {
+                ws.subscribe(topic);
+            }
+            (Some("u"), Some(topic), _) => {
+                ws.unsubscribe(topic);
+            }
+            (Some("ping"), _, _) => {
+                ws.send("pong");
+            }
+            _ => {}
+        }
+    }
+}
+
+/// One node: a bridge to `redis` and a wshub server on its hub.
+struct Node {
+    bridge: RedisBridge,
+    addr: SocketAddr,
+}
+
+impl Node {
+    async fn start(redis: &RedisServer) -> Self {
+        Self::start_with(redis, Config::default()).await
+    }
+
+    async fn start_with(redis: &RedisServer, config: Config) -> Self {
+        let options = Options::default()
+            .timeout(Duration::from_secs(2))
+            .ping_every(Duration::from_millis(50))
+            .reconnect_backoff(Duration::from_millis(20), Duration::from_millis(200));
+        Self::start_with_options(redis, config, options).await
+    }
+
+    async fn start_with_options(redis: &RedisServer, config: Config, options: Options) -> Self {
+        let bridge = RedisBridge::connect_with(&redis.url(), options)
+            .await
+            .expect("a bridge to the test's redis-server");
+        let route = |up: Upgrade<Vec<String>>, q: axum::extract::Query<HashMap<String, String>>| async move {
+            let topics = q.get("topics").map_or_else(Vec::new, |t| {
+                t.split(',')
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            });
+            up.accept(topics)
+        };
+        let layer = WebSocketLayer::new(Chat)
+            .config(config)
+            .with_hub(bridge.hub());
+        let addr = serve(Router::new().route("/", get(route)).layer(layer)).await;
+        Self { bridge, addr }
+    }
+
+    async fn join(&self, topics: &str) -> Client {
+        let mut client = connect_with(format!("ws://{}/?topics={topics}", self.addr))
+            .await
+            .unwrap()
+            .0;
+        assert_eq!(recv(&mut client).await, Msg::text("ready"));
+        client
+    }
+
+    fn stats(&self) -> Stats {
+        self.bridge.stats()
+    }
+}
+
+/// Waits (at most [`WAIT`]) until `ready` holds, polling.
+async fn until(what: &str, mut ready: impl AsyncFnMut() -> bool) {
+    wait(what, async {
+        while !ready().await {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+}
+
+/// Waits until `redis` has `channel` with `subscribers` nodes on it.
+async fn until_subscribed(redis: &RedisServer, channel: &str, subscribers: usize) {
+    until(
+        &format!("{subscribers} subscribers on {channel}"),
+        async || {
+            let Ok(mut conn) = redis.connection().await else {
+                return false;
+            };
+            let numsub: Vec<(String, usize)> = redis::cmd("PUBSUB")
+                .arg("NUMSUB")
+                .arg(channel)
+                .query_async(&mut conn)
+                .await
+                .unwrap_or_default();
+            numsub.first().is_some_and(|(_, n)| *n == subscribers)
+        },
+    )
+    .await;
+}
+
+/// Reads `n` text messages.
+async fn texts(client: &mut Client, n: usize) -> Vec<String> {
+    let mut got = Vec::with_capacity(n);
+    for _ in 0..n {
+        match recv(client).await {
+            Msg::Text(text) => got.push(text.as_str().to_owned()),
+            other => panic!("expected text, got {other:?}"),
+        }
+    }
+    got
+}
+
+/// Checks that `got` holds `count` messages `"{who} {i}"` from each
+/// publisher `who`, each once and in order, and nothing else.
+fn assert_each_once_in_order(got: &[String], publishers: &[&str], count: usize) {
+    let mut next: HashMap<&str, usize> = publishers.iter().map(|p| (*p, 0)).collect();
+    for msg in got {
+        let (who, i) = msg.rsplit_once(' ').expect("`who i`");
+        let expected = next
+            .get_mut(who)
+            .unwrap_or_else(|| panic!("unexpected {msg:?}"));
+        assert_eq!(
+            i.parse::<usize>().unwrap(),
+            *expected,
+            "{who}: out of order or repeated"
+        );
+        *expected += 1;
+    }
+    for (who, n) in next {
+        assert_eq!(n, count, "{who}: messages missing");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_reach_every_node_once_in_order_without_the_sender() {
+    const N: usize = 200;
+    let redis = RedisServer::start().await;
+    let (a, b) = (Node::start(&redis).await, Node::start(&redis).await);
+    let (mut a1, mut a2) = (a.join("room").await, a.join("room").await);
+    let (mut b1, mut b2) = (b.join("room").await, b.join("room").await);
+    until_subscribed(&redis, "wshub:room", 2).await;
+
+    // Two publishers, one per node, at the same time.
+    for i in 0..N {
+        send(&mut a1, Msg::text(format!("pub room a1 {i}"))).await;
+        send(&mut b1, Msg::text(format!("pub room b1 {i}"))).await;
+    }
+    let got_a1 = texts(&mut a1, N).await;
+    let got_b1 = texts(&mut b1, N).await;
+    let got_a2 = texts(&mut a2, 2 * N).await;
+    let got_b2 = texts(&mut b2, 2 * N).await;
+    assert_each_once_in_order(&got_a1, &["b1"], N); // not its own
+    assert_each_once_in_order(&got_b1, &["a1"], N);
+    assert_each_once_in_order(&got_a2, &["a1", "b1"], N);
+    assert_each_once_in_order(&got_b2, &["a1", "b1"], N);
+
+    // From a hub (no sender to leave out), uncompressed, binary: everyone.
+    let reached = b.bridge.hub().publish_with("room", vec![1u8, 2, 3], false);
+    assert_eq!(reached, 2, "reached counts this node's subscribers");
+    for client in [&mut a1, &mut a2, &mut b1, &mut b2] {
+        assert_eq!(recv(client).await, Msg::binary(vec![1u8, 2, 3]));
+    }
+    // Local only: never crosses.
+    a.bridge.hub().publish_local("room", "a only");
+    a.bridge.hub().publish("room", "end");
+    for client in [&mut a1, &mut a2] {
+        assert_eq!(recv(client).await, Msg::text("a only"));
+    }
+    // "end" came after everything above on every client: nothing was
+    // delivered twice (an echo, say) or late.
+    for client in [&mut a1, &mut a2, &mut b1, &mut b2] {
+        assert_eq!(recv(client).await, Msg::text("end"));
+    }
+
+    // Each node published its client's messages and one of its hub's, and
+    // received the other's (a counter may trail the delivery a moment: a
+    // pipeline counts once Redis answers).
+    let n = N as u64 + 1;
+    until("the counters to settle", async || {
+        let (sa, sb) = (a.stats(), b.stats());
+        (sa.published, sa.received, sb.published, sb.received) == (n, n, n, n)
+    })
+    .await;
+    let (sa, sb) = (a.stats(), b.stats());
+    assert_eq!((sa.dropped, sa.malformed, sa.reconnects), (0, 0, 0));
+    assert_eq!((sb.dropped, sb.malformed, sb.reconnects), (0, 0, 0));
+    assert!(sa.connected && sb.connected);
+    assert_eq!(
+        a.bridge.hub().subscriber_count("room"),
+        2,
+        "counts stay local"
+    );
+    assert_eq!(redis.publish_calls().await, 2 * N as u64 + 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_publishes_travels_in_few_pipelines() {
+    const N: usize = 2000;
+    let redis = RedisServer::start().await;
+    let (a, b) = (Node::start(&redis).await, Node::start(&redis).await);
+    let mut publisher = a.join("").await;
+    let mut listener = b.join("room").await;
+    until_subscribed(&redis, "wshub:room", 1).await;
+
+    let started = std::time::Instant::now();
+    send(&mut publisher, Msg::text(format!("burst room {N}"))).await;
+    let got = texts(&mut listener, N).await;
+    let elapsed = started.elapsed();
+    let expected: Vec<String> = (0..N).map(|i| format!("burst {i}")).collect();
+    assert_eq!(got, expected);
+    until("the last pipeline's answer", async || {
+        a.stats().published == N as u64
+    })
+    .await;
+    let stats = a.stats();
+    assert_eq!(redis.publish_calls().await, N as u64);
+    println!(
+        "{N} publishes in one handler call: {} pipelines, all on the other node in {elapsed:?}",
+        stats.pipelines
+    );
+    assert!(
+        stats.pipelines * 20 <= N as u64,
+        "{N} publishes took {} round trips",
+        stats.pipelines
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscription_churn_leaves_no_channel_behind() {
+    const CYCLES: usize = 10_000;
+    const CHURNERS: usize = 4;
+    let redis = RedisServer::start().await;
+    let (a, b) = (Node::start(&redis).await, Node::start(&redis).await);
+    let mut steady = a.join("keep").await;
+    let mut churners = Vec::new();
+    for _ in 0..CHURNERS {
+        churners.push(a.join("").await);
+    }
+    until_subscribed(&redis, "wshub:keep", 1).await;
+
+    // Subscribe and unsubscribe, 10,000 times in all, over 64 topics
+    // shared by the churners, while the bridge's task keeps up.
+    let churn = churners
+        .iter_mut()
+        .enumerate()
+        .map(|(c, client)| async move {
+            for i in 0..CYCLES / CHURNERS {
+                let topic = format!("t{}", (i * CHURNERS + c) % 64);
+                send(client, Msg::text(format!("s {topic}"))).await;
+                send(client, Msg::text(format!("u {topic}"))).await;
+            }
+            send(client, Msg::text("ping")).await;
+            assert_eq!(recv(client).await, Msg::text("pong"));
+        });
+    futures_util::future::join_all(churn).await;
+    let (subscribes, unsubscribes) = (
+        redis.calls("subscribe").await,
+        redis.calls("unsubscribe").await,
+    );
+    println!("{CYCLES} cycles: {subscribes} SUBSCRIBE and {unsubscribes} UNSUBSCRIBE commands");
+    assert_eq!(a.bridge.hub().topics(), ["keep"]);
+    until("only wshub:keep on Redis", async || {
+        redis.channels().await == ["wshub:keep"]
+    })
+    .await;
+
+    // The steady topic still crosses.
+    b.bridge.hub().publish("keep", "still here");
+    assert_eq!(recv(&mut steady).await, Msg::text("still here"));
+    drop(steady);
+    until("no channel on Redis", async || {
+        redis.channels().await.is_empty()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_redis_is_reconnected_and_resubscribed_and_the_loss_counted() {
+    let mut redis = RedisServer::start().await;
+    let (a, b) = (Node::start(&redis).await, Node::start(&redis).await);
+    let (mut a1, mut a2) = (a.join("room").await, a.join("room").await);
+    let mut b1 = b.join("room").await;
+    until_subscribed(&redis, "wshub:room", 2).await;
+    send(&mut a1, Msg::text("pub room before")).await;
+    assert_eq!(recv(&mut a2).await, Msg::text("before"));
+    assert_eq!(recv(&mut b1).await, Msg::text("before"));
+
+    redis.kill().await;
+    until("both bridges to notice", async || {
+        !a.stats().connected && !b.stats().connected
+    })
+    .await;
+    // Local delivery goes on; what crossed nowhere is counted.
+    for i in 0..5 {
+        send(&mut a1, Msg::text(format!("pub room during {i}"))).await;
+    }
+    for i in 0..5 {
+        assert_eq!(recv(&mut a2).await, Msg::text(format!("during {i}")));
+    }
+    until("the loss to be counted", async || a.stats().dropped == 5).await;
+
+    redis.restart().await;
+    until("both bridges to reconnect", async || {
+        a.stats().connected && b.stats().connected
+    })
+    .await;
+    until_subscribed(&redis, "wshub:room", 2).await;
+    send(&mut a1, Msg::text("pub room after")).await;
+    send(&mut b1, Msg::text("pub room from b")).await;
+    // The next thing b1 reads is "after": the outage's messages are gone,
+    // not late.
+    assert_eq!(recv(&mut b1).await, Msg::text("after"));
+    assert_eq!(recv(&mut a2).await, Msg::text("after"));
+    let mut rest = texts(&mut a1, 1).await;
+    rest.extend(texts(&mut a2, 1).await);
+    assert_eq!(rest, ["from b", "from b"]);
+
+    until("a's counters to settle", async || a.stats().published == 2).await;
+    let (sa, sb) = (a.stats(), b.stats());
+    assert!(sa.reconnects >= 1 && sb.reconnects >= 1, "{sa:?} {sb:?}");
+    assert_eq!(sa.dropped, 5, "{sa:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_compress_flag_crosses_with_the_message() {
+    let redis = RedisServer::start().await;
+    let a = Node::start(&redis).await;
+    let b = Node::start_with(&redis, Config::default().per_message_deflate(true)).await;
+    let mut client = DeflateWs::connect(b.addr, "/?topics=room", Some("permessage-deflate")).await;
+    assert!(client.extensions.is_some(), "deflate negotiated");
+    let mut inflater = ClientInflater::new(true);
+    let ready = client.message().await;
+    assert_eq!(inflater.inflate(&ready.payload).unwrap(), b"ready");
+    until_subscribed(&redis, "wshub:room", 1).await;
+
+    let text = "compressible ".repeat(200);
+    a.bridge.hub().publish_with("room", text.as_str(), true);
+    a.bridge.hub().publish_with("room", text.as_str(), false);
+    let compressed = client.message().await;
+    assert!(
+        compressed.rsv1,
+        "published with compress: compressed on node b"
+    );
+    assert!(compressed.payload.len() < text.len() / 4);
+    assert_eq!(
+        inflater.inflate(&compressed.payload).unwrap(),
+        text.as_bytes()
+    );
+    let plain = client.message().await;
+    assert!(!plain.rsv1, "published without compress: plain on node b");
+    assert_eq!(plain.payload, text.as_bytes());
+
+    // The same from a socket on node a.
+    let mut publisher = a.join("").await;
+    send(&mut publisher, Msg::text(format!("pub room {text}"))).await;
+    send(&mut publisher, Msg::text(format!("pub-plain room {text}"))).await;
+    let compressed = client.message().await;
+    assert!(compressed.rsv1, "ws.publish: compressed on node b");
+    assert_eq!(
+        inflater.inflate(&compressed.payload).unwrap(),
+        text.as_bytes()
+    );
+    let plain = client.message().await;
+    assert!(!plain.rsv1, "ws.publish_with(.., false): plain on node b");
+    assert_eq!(plain.payload, text.as_bytes());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bridge_lives_as_long_as_its_hub_and_then_lets_go_of_redis() {
+    async fn clients(redis: &RedisServer) -> usize {
+        let mut conn = redis.connection().await.unwrap();
+        let info: String = redis::cmd("INFO")
+            .arg("clients")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let count = info
+            .lines()
+            .find_map(|line| line.strip_prefix("connected_clients:"))
+            .expect("connected_clients");
+        count.trim().parse().unwrap()
+    }
+    let redis = RedisServer::start().await;
+    let a = Node::start(&redis).await;
+    let mut listener = a.join("room").await;
+    let bridge = RedisBridge::connect(&redis.url()).await.unwrap();
+    let hub = bridge.hub();
+    until_subscribed(&redis, "wshub:room", 1).await;
+    // Two connections per bridge, and the one asking (earlier ones may
+    // take a moment to go).
+    until("two connections per bridge", async || {
+        clients(&redis).await == 5
+    })
+    .await;
+
+    drop(bridge);
+    hub.publish("room", "the hub alone is enough");
+    assert_eq!(
+        recv(&mut listener).await,
+        Msg::text("the hub alone is enough")
+    );
+    drop(hub);
+    until("the bridge's connections to close", async || {
+        clients(&redis).await == 3
+    })
+    .await;
+    assert_eq!(a.stats().received, 1);
+}
+
+#[tokio::test]
+async fn connect_fails_clearly_without_redis() {
+    let err = RedisBridge::connect("http://127.0.0.1/").await.unwrap_err();
+    assert!(matches!(err, wshub::redis::ConnectError::Url(_)), "{err:?}");
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let err = RedisBridge::connect(&format!("redis://127.0.0.1:{port}/"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, wshub::redis::ConnectError::Redis(_)),
+        "{err:?}"
+    );
+    assert_eq!(err.to_string(), "could not connect to Redis");
+}
+
+/// `examples/redis_chat`, one process per node: its address.
+struct ChatProcess {
+    addr: SocketAddr,
+    _child: tokio::process::Child,
+}
+
+impl ChatProcess {
+    async fn start(redis: &RedisServer) -> Self {
+        use tokio::io::AsyncBufReadExt as _;
+        let binary = common::process::example_binary_with("redis_chat", &["redis"]);
+        let mut child = tokio::process::Command::new(binary)
+            .args(["--redis", &redis.url(), "0"])
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start examples/redis_chat");
+        let stdout = child.stdout.take().expect("its stdout");
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let line = wait("redis_chat to listen", lines.next_line())
+            .await
+            .unwrap()
+            .expect("a line saying where it listens");
+        // ws://127.0.0.1:PORT/?name=YOU (node ...)
+        let addr = line
+            .strip_prefix("ws://")
+            .and_then(|rest| rest.split('/').next())
+            .and_then(|addr| addr.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+        Self {
+            addr,
+            _child: child,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_server_processes_share_a_room_for_1000_clients() {
+    const CLIENTS: usize = 1000;
+    testkit::raise_nofile(4 * CLIENTS as u64).unwrap();
+    let redis = RedisServer::start().await;
+    let nodes = [
+        ChatProcess::start(&redis).await,
+        ChatProcess::start(&redis).await,
+    ];
+    let started = std::time::Instant::now();
+    // Half on each process, every client in the room; each says hello and
+    // reads its own line back, so its subscription is in place.
+    // 100 handshakes at a time: a listen backlog is not 1,000 deep everywhere.
+    let clients: Vec<Client> = futures_util::stream::iter((0..CLIENTS).map(|i| {
+        let addr = nodes[i % 2].addr;
+        async move {
+            let url = format!("ws://{addr}/?name=c{i}");
+            let mut client = connect_with(url).await.unwrap().0;
+            send(&mut client, Msg::text("hi")).await;
+            let own = Msg::text(format!("c{i}: hi"));
+            while recv(&mut client).await != own {}
+            client
+        }
+    }))
+    .buffered(100)
+    .collect()
+    .await;
+    until_subscribed(&redis, "wshub:room", 2).await;
+    let joined = started.elapsed();
+
+    // One message from a client on each process: every client reads both,
+    // once each.
+    let mut clients = clients;
+    send(&mut clients[0], Msg::text("from node 0")).await;
+    send(&mut clients[1], Msg::text("from node 1")).await;
+    let started = std::time::Instant::now();
+    futures_util::future::join_all(clients.iter_mut().map(|client| async move {
+        let mut seen = [0; 2];
+        while seen != [1, 1] {
+            match recv(client).await {
+                Msg::Text(t) if t.as_str() == "c0: from node 0" => seen[0] += 1,
+                Msg::Text(t) if t.as_str() == "c1: from node 1" => seen[1] += 1,
+                Msg::Text(t) if t.as_str().ends_with(": hi") => {}
+                other => panic!("unexpected {other:?}"),
+            }
+            assert!(seen[0] <= 1 && seen[1] <= 1, "a message arrived twice");
+        }
+    }))
+    .await;
+    println!(
+        "{CLIENTS} clients on 2 processes: joined (and their {CLIENTS} hellos sent) in {joined:?}, \
+         both messages to all in {:?}",
+        started.elapsed()
+    );
+    assert!(redis.publish_calls().await >= CLIENTS as u64 + 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_redis_is_noticed_by_the_timeouts() {
+    let redis = RedisServer::start().await;
+    let options = Options::default()
+        .timeout(Duration::from_millis(300))
+        .ping_every(Duration::from_millis(50))
+        .reconnect_backoff(Duration::from_millis(20), Duration::from_millis(100));
+    let a = Node::start_with_options(&redis, Config::default(), options.clone()).await;
+    let b = Node::start_with_options(&redis, Config::default(), options).await;
+    let (mut a1, mut a2) = (a.join("room").await, a.join("room").await);
+    let mut b1 = b.join("room").await;
+    until_subscribed(&redis, "wshub:room", 2).await;
+
+    // Stopped, not killed: the connections stay open and silent.
+    redis.signal("STOP").await;
+    for i in 0..3 {
+        send(&mut a1, Msg::text(format!("pub room during {i}"))).await;
+    }
+    for i in 0..3 {
+        assert_eq!(recv(&mut a2).await, Msg::text(format!("during {i}")));
+    }
+    until("both bridges to give up on Redis", async || {
+        !a.stats().connected && !b.stats().connected
+    })
+    .await;
+    until("the loss to be counted", async || a.stats().dropped == 3).await;
+
+    redis.signal("CONT").await;
+    until("both bridges to reconnect", async || {
+        a.stats().connected && b.stats().connected
+    })
+    .await;
+    until_subscribed(&redis, "wshub:room", 2).await;
+    send(&mut a1, Msg::text("pub room after")).await;
+    assert_eq!(recv(&mut a2).await, Msg::text("after"));
+    // At most once: what was written before the stall may or may not have
+    // gone out once Redis resumed, never twice or after "after".
+    let mut seen = Vec::new();
+    loop {
+        match recv(&mut b1).await {
+            Msg::Text(t) if t.as_str() == "after" => break,
+            Msg::Text(t) if t.as_str().starts_with("during ") => seen.push(t.as_str().to_owned()),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let mut unique = seen.clone();
+    unique.dedup();
+    assert_eq!(seen, unique);
+    assert!(a.stats().reconnects >= 1 && b.stats().reconnects >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_subscribes_with_the_first_local_subscriber_and_leaves_with_the_last() {
+    const ROUNDS: u64 = 50;
+    let redis = RedisServer::start().await;
+    let a = Node::start(&redis).await;
+    let (mut first, mut second) = (a.join("").await, a.join("").await);
+    let (subscribes, unsubscribes) = (
+        redis.calls("subscribe").await,
+        redis.calls("unsubscribe").await,
+    );
+    for _ in 0..ROUNDS {
+        for client in [&mut first, &mut second] {
+            send(client, Msg::text("sub room")).await;
+            assert_eq!(recv(client).await, Msg::text("subscribed"));
+        }
+        until_subscribed(&redis, "wshub:room", 1).await;
+        send(&mut first, Msg::text("leave room")).await;
+        assert_eq!(recv(&mut first).await, Msg::text("left"));
+        // Someone is left here: the node stays on the channel.
+        assert_eq!(redis.channels().await, ["wshub:room"]);
+        send(&mut second, Msg::text("leave room")).await;
+        assert_eq!(recv(&mut second).await, Msg::text("left"));
+        until("the node to leave the channel", async || {
+            redis.channels().await.is_empty()
+        })
+        .await;
+    }
+    // One SUBSCRIBE and one UNSUBSCRIBE per round, whoever came and went.
+    assert_eq!(redis.calls("subscribe").await - subscribes, ROUNDS);
+    assert_eq!(redis.calls("unsubscribe").await - unsubscribes, ROUNDS);
+}
