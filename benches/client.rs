@@ -7,7 +7,8 @@
 //! core 1) asks for the messages and counts them until all have arrived; the time from asking to the last message gives messages and
 //! bytes per second. Clients: tokio-tungstenite's `WebSocketStream`,
 //! wshub's `ClientSocket` (a stream) and wshub's client run by a `Handler`
-//! (no stream between the socket and the code). Medians over the runs, and
+//! (no stream between the socket and the code); and, as the ceiling, no
+//! client at all: plain reads of the same bytes. Medians over the runs, and
 //! each client's ratio to tokio-tungstenite measured in the same run.
 //!
 //! ```text
@@ -136,6 +137,10 @@ enum Kind {
     Tungstenite,
     WshubStream,
     WshubHandler,
+    /// No WebSocket client at all: a handshake written by hand, then plain
+    /// reads of the stream into a 256 KiB buffer, counting bytes. The
+    /// ceiling any client can reach on this machine (the kernel's copy).
+    RawRead,
 }
 
 impl Kind {
@@ -144,6 +149,7 @@ impl Kind {
             Self::Tungstenite => "tokio-tungstenite",
             Self::WshubStream => "wshub ClientSocket",
             Self::WshubHandler => "wshub Handler",
+            Self::RawRead => "raw read (ceiling)",
         }
     }
 }
@@ -182,6 +188,45 @@ async fn run(kind: Kind, addr: SocketAddr, count: usize, size: usize) -> f64 {
         .max_payload_length(64 << 20)
         .idle_timeout(Duration::ZERO);
     match kind {
+        Kind::RawRead => {
+            let mut tcp = TcpStream::connect(addr).await.unwrap();
+            let request = format!(
+                "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            );
+            tcp.write_all(request.as_bytes()).await.unwrap();
+            // The 101 and nothing after it: the server waits for the order.
+            let mut head = Vec::new();
+            while !head.ends_with(b"\r\n\r\n") {
+                head.push(tcp.read_u8().await.unwrap());
+            }
+            // The order, masked as a client must (the server checks).
+            let mut frame = BytesMut::new();
+            encode_frame(
+                &mut frame,
+                OpCode::Text,
+                order.as_bytes(),
+                Some([1, 2, 3, 4]),
+            );
+            let header = if size < 126 {
+                2
+            } else if size < 65_536 {
+                4
+            } else {
+                10
+            };
+            let want = count * (header + size);
+            let mut buf = vec![0u8; 256 * 1024];
+            let start = Instant::now();
+            tcp.write_all(&frame).await.unwrap();
+            let mut seen = 0;
+            while seen < want {
+                let n = tcp.read(&mut buf).await.unwrap();
+                assert!(n > 0, "the server hung up");
+                seen += n;
+            }
+            start.elapsed().as_secs_f64()
+        }
         Kind::Tungstenite => {
             let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
             let start = Instant::now();
@@ -258,13 +303,19 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let mut kinds = vec![Kind::Tungstenite, Kind::WshubStream, Kind::WshubHandler];
+    let mut kinds = vec![
+        Kind::Tungstenite,
+        Kind::WshubStream,
+        Kind::WshubHandler,
+        Kind::RawRead,
+    ];
     // `--only stream` (or `handler`): that client alone, for profiling.
     if let Some(i) = args.iter().position(|a| a == "--only") {
         let only = args.get(i + 1).map(String::as_str);
         kinds.retain(|k| match only {
             Some("stream") => *k == Kind::WshubStream,
             Some("handler") => *k == Kind::WshubHandler,
+            Some("raw") => *k == Kind::RawRead,
             _ => *k == Kind::Tungstenite,
         });
     }
