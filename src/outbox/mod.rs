@@ -349,12 +349,12 @@ impl Outbox {
     /// cursor's new frames included (the cursor stays open). Returns false,
     /// and arranges for `waker` to be woken by the next send or publish, when
     /// there was nothing: everything queued has then been written.
-    pub(crate) fn take(&self, into: &mut VecDeque<Bytes>, waker: &Waker) -> bool {
+    pub(crate) fn take(&self, into: &mut Vec<Bytes>, waker: &Waker) -> bool {
         let mut queue = self.lock();
         let mut slices = Vec::new();
         for entry in queue.entries.drain(..) {
             match entry {
-                Entry::Bytes(bytes) => into.push_back(bytes),
+                Entry::Bytes(bytes) => into.push(bytes),
                 Entry::Slice { batch, range } => {
                     batch.read(range, &mut slices);
                     into.extend(slices.drain(..));
