@@ -10,8 +10,9 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 
 use super::liveness::{Liveness, Verdict};
+use super::topics::Topics;
 use crate::deflate::{Outgoing, compress_shared};
-use crate::hub::{self, HubInner, Lane, Subscriber, Topic, deliver_staged};
+use crate::hub::{self, HubInner, Lane, Subscriber, deliver_staged};
 use crate::outbox::{COPY_LIMIT, Outbox, Phase};
 use crate::protocol::frame::{MAX_CONTROL_PAYLOAD, OpCode};
 use crate::protocol::{encode_frame, encode_header, encode_message_frame};
@@ -29,7 +30,7 @@ pub(crate) struct Core {
     outbox: Outbox,
     liveness: Liveness,
     /// The topics this socket is subscribed to.
-    topics: Mutex<Vec<Arc<Topic>>>,
+    topics: Mutex<Topics>,
 }
 
 /// Settings a socket takes from its layer.
@@ -64,7 +65,7 @@ impl Core {
                 settings.close_on_backpressure_limit,
             ),
             liveness: Liveness::new(settings.idle_timeout, settings.send_pings),
-            topics: Mutex::new(Vec::new()),
+            topics: Mutex::new(Topics::None),
         }
     }
 
@@ -78,7 +79,7 @@ impl Core {
         self.liveness.touch();
     }
 
-    fn subscriptions(&self) -> MutexGuard<'_, Vec<Arc<Topic>>> {
+    fn subscriptions(&self) -> MutexGuard<'_, Topics> {
         self.topics.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -189,12 +190,9 @@ impl Core {
     /// Leaves `name`; false if not subscribed.
     pub(crate) fn unsubscribe(&self, name: &str) -> bool {
         deliver_staged();
-        let mut topics = self.subscriptions();
-        let Some(at) = topics.iter().position(|t| t.name() == name) else {
+        let Some(topic) = self.subscriptions().remove(name) else {
             return false;
         };
-        let topic = topics.swap_remove(at);
-        drop(topics);
         self.hub.unsubscribe(&topic, self.id);
         true
     }
@@ -216,8 +214,8 @@ impl Core {
         deliver_staged();
         self.outbox.shut();
         let topics = std::mem::take(&mut *self.subscriptions());
-        for topic in topics {
-            self.hub.unsubscribe(&topic, self.id);
+        for topic in topics.iter() {
+            self.hub.unsubscribe(topic, self.id);
         }
     }
 

@@ -2,6 +2,7 @@
 
 mod core;
 mod liveness;
+mod topics;
 
 use std::fmt;
 use std::net::SocketAddr;
