@@ -184,7 +184,7 @@ impl<T> Drop for Registered<T> {
     fn drop(&mut self) {
         let core = self.0.core();
         core.end();
-        core.hub.closed(core.id);
+        core.hub.closed(core.id());
     }
 }
 
@@ -211,7 +211,7 @@ async fn close<H: Handler>(handler: &H, conn: &mut Connection, ws: &WebSocket<H:
         tracing::warn!("`Handler::close` panicked");
     }
     // Counted closed once its handlers ran: `Hub::shutdown` waits for this.
-    core.hub.closed(core.id);
+    core.hub.closed(core.id());
     if end.then == Then::Linger {
         conn.linger(deadline).await;
     }

@@ -20,7 +20,6 @@ use crate::{Message, SendStatus};
 
 /// Everything about a socket that is not its typed data.
 pub(crate) struct Core {
-    pub(crate) id: u64,
     /// How outgoing messages are compressed; `None` when they are not.
     deflate: Option<Box<Outgoing>>,
     pub(crate) remote_addr: Option<SocketAddr>,
@@ -53,7 +52,6 @@ impl Core {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         Self {
-            id,
             deflate: deflate.map(Box::new),
             remote_addr,
             protocol,
@@ -67,6 +65,12 @@ impl Core {
             liveness: Liveness::new(settings.idle_timeout, settings.send_pings),
             topics: Mutex::new(Topics::None),
         }
+    }
+
+    /// A number unique to this socket within the process (kept by its
+    /// outbox, which names the socket to the batches it reads).
+    pub(crate) fn id(&self) -> u64 {
+        self.outbox.id()
     }
 
     /// What waits to be written, and the socket's lifecycle.
@@ -169,7 +173,7 @@ impl Core {
     /// Publishes to `name` from this socket (which it excludes unless it
     /// publishes to itself).
     pub(crate) fn publish(&self, name: &str, msg: Message, compress: bool) -> usize {
-        let exclude = (!self.publish_to_self).then_some(self.id);
+        let exclude = (!self.publish_to_self).then_some(self.id());
         let topics = self.subscriptions();
         if let Some(topic) = topics.iter().find(|t| t.name() == name) {
             // In the topic ourselves: held to the end of this turn when one
@@ -193,7 +197,7 @@ impl Core {
         let Some(topic) = self.subscriptions().remove(name) else {
             return false;
         };
-        self.hub.unsubscribe(&topic, self.id);
+        self.hub.unsubscribe(&topic, self.id());
         true
     }
 
@@ -215,7 +219,7 @@ impl Core {
         self.outbox.shut();
         let topics = std::mem::take(&mut *self.subscriptions());
         for topic in topics.iter() {
-            self.hub.unsubscribe(topic, self.id);
+            self.hub.unsubscribe(topic, self.id());
         }
     }
 
