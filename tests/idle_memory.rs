@@ -208,7 +208,7 @@ fn an_idle_socket_keeps_little_on_the_heap() {
     eprintln!("requested {bytes:.0} B per idle socket; about {chunks:.0} B in glibc chunks");
     // Measured 1,040 B (release, 9,000 sockets) and 1,053 B (test profile,
     // these 2,000) on 2026-11-28: tokio's task cell 384 (the socket task's
-    // future is 272 to 280 bytes, see `driver`), tokio's I/O registration
+    // future is 248 to 256 bytes, see `driver`), tokio's I/O registration
     // 256, the socket's `Arc` 272, the name 8, and about 130 of hub and
     // topic entries. (Before: 1,224 B, with a 512-byte task cell, a
     // 296-byte `Arc` and a 32-byte topic list.) A block of 64 bytes more
