@@ -365,7 +365,7 @@ impl Outbox {
                 Entry::Bytes(bytes) => into.push(bytes),
                 Entry::Slice { batch, range } => {
                     batch.read(range, &mut slices);
-                    into.extend(slices.drain(..));
+                    into.append(&mut slices);
                 }
             }
         }
@@ -381,7 +381,7 @@ impl Outbox {
                         .fetch_add(end - cursor.start, Ordering::AcqRel);
                     cursor.start = end;
                     queue.parked = false;
-                    into.extend(slices.drain(..));
+                    into.append(&mut slices);
                     return true;
                 }
                 None => queue.parked |= !took,
