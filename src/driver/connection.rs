@@ -2,12 +2,10 @@
 //! read, timers, and the close handshake's bookkeeping.
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
 use std::io::{self, IoSlice};
 use std::panic::AssertUnwindSafe;
 use std::pin::{Pin, pin};
-use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -76,12 +74,13 @@ pub(super) enum Then {
 
 pub(super) struct Connection {
     io: Transport,
-    config: Arc<Config>,
     /// Only the bytes of an unfinished frame; empty (no allocation) when idle.
     read_buf: BytesMut,
     decoder: Decoder,
-    /// Frames taken from the outbox, front partly written.
-    writing: VecDeque<Bytes>,
+    /// Frames taken from the outbox, front partly written. A `Vec`, eight
+    /// bytes smaller than a `VecDeque`: frames are taken only once all
+    /// before them are written, and a partial write moves the rest down.
+    writing: Vec<Bytes>,
     /// The close deadline once our close frame is queued (idle sockets are
     /// checked by the hub's sweeper, so an open socket holds no timer).
     timer: Option<Pin<Box<Sleep>>>,
@@ -90,6 +89,9 @@ pub(super) struct Connection {
     deferred: u8,
     deferred_at: u32,
     opened: u32,
+    /// [`Config::close_timeout`] in milliseconds (rounded up): four bytes
+    /// where the layer's `Arc<Config>` took eight in every idle task.
+    close_timeout_ms: u32,
     write_error: Option<io::Error>,
 }
 
@@ -97,7 +99,7 @@ impl Connection {
     pub(super) fn new(
         io: Transport,
         prefix: Bytes,
-        config: Arc<Config>,
+        config: &Config,
         inflater: Option<Inflater>,
         role: Role,
     ) -> Self {
@@ -108,13 +110,13 @@ impl Connection {
         Self {
             io,
             decoder,
-            config,
             read_buf: BytesMut::from(&prefix[..]),
-            writing: VecDeque::new(),
+            writing: Vec::new(),
             timer: None,
             deferred: 0,
             deferred_at: 0,
             opened: clock::now(),
+            close_timeout_ms: millis_rounded_up(config.close_timeout),
             write_error: None,
         }
     }
@@ -140,7 +142,7 @@ impl Connection {
     }
 
     pub(super) fn close_timeout(&self) -> Duration {
-        self.config.close_timeout
+        Duration::from_millis(u64::from(self.close_timeout_ms))
     }
 
     /// Fails the connection: queues a close frame with the error's code.
@@ -225,7 +227,7 @@ impl Connection {
             Phase::Closing => {
                 // Our close frame is queued: wait for the peer's, bounded.
                 if self.timer.is_none() {
-                    let deadline = Instant::now() + self.config.close_timeout;
+                    let deadline = Instant::now() + self.close_timeout();
                     self.timer = Some(Box::pin(tokio::time::sleep_until(deadline)));
                 }
                 None
@@ -464,19 +466,18 @@ impl<F: Future<Output = ()>> Future for Drive<'_, F> {
 }
 
 /// Drops `n` written bytes from the front of the queue.
-fn advance(queue: &mut VecDeque<Bytes>, mut n: usize) {
-    while n > 0 {
-        let Some(front) = queue.front_mut() else {
-            return;
-        };
+fn advance(queue: &mut Vec<Bytes>, mut n: usize) {
+    let mut done = 0;
+    for front in queue.iter_mut() {
         let len = front.len();
         if n < len {
             bytes::Buf::advance(front, n);
-            return;
+            break;
         }
         n -= len;
-        queue.pop_front();
+        done += 1;
     }
+    queue.drain(..done);
 }
 
 /// The end of a close this side started: its code and reason, as queued.
@@ -491,6 +492,13 @@ fn our_close(core: &Core, error: Option<Error>, then: Then) -> End {
         error,
         then,
     }
+}
+
+/// `duration` in whole milliseconds, rounded up (a sub-millisecond timeout
+/// stays above zero) and saturated at `u32::MAX` (49 days).
+fn millis_rounded_up(duration: Duration) -> u32 {
+    let millis = duration.as_nanos().div_ceil(1_000_000);
+    u32::try_from(millis).unwrap_or(u32::MAX)
 }
 
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {

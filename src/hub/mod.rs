@@ -498,7 +498,6 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Hub {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::VecDeque;
     use std::sync::Barrier;
     use std::task::Waker;
 
@@ -527,7 +526,7 @@ mod tests {
 
     /// Takes what is queued to `ws`, as the driver does, onto `wire`.
     fn drain_into(ws: &WebSocket<()>, wire: &mut BytesMut) {
-        let mut taken = VecDeque::new();
+        let mut taken = Vec::new();
         while ws.core().outbox().take(&mut taken, Waker::noop()) {
             for bytes in taken.drain(..) {
                 ws.core().outbox().written(bytes.len());
@@ -582,10 +581,10 @@ mod tests {
         }
         let mut firsts = Vec::new();
         for s in &subs {
-            let mut taken = VecDeque::new();
+            let mut taken = Vec::new();
             assert!(s.core().outbox().take(&mut taken, Waker::noop()));
             assert_eq!(taken.len(), 1, "50 publishes merge into one slice");
-            firsts.push(taken.pop_front().unwrap_or_default());
+            firsts.push(taken.swap_remove(0));
         }
         assert!(
             firsts.windows(2).all(|w| w[0].as_ptr() == w[1].as_ptr()),

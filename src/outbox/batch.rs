@@ -103,6 +103,7 @@ pub(crate) struct Appended {
 impl Batch {
     /// An empty open batch.
     pub(crate) fn new() -> Arc<Self> {
+        // From 1: an outbox takes 0 for "no batch".
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         Arc::new(Self {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),

@@ -10,8 +10,9 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 
 use super::liveness::{Liveness, Verdict};
+use super::topics::Topics;
 use crate::deflate::{Outgoing, compress_shared};
-use crate::hub::{self, HubInner, Lane, Subscriber, Topic, deliver_staged};
+use crate::hub::{self, HubInner, Lane, Subscriber, deliver_staged};
 use crate::outbox::{COPY_LIMIT, Outbox, Phase};
 use crate::protocol::frame::{MAX_CONTROL_PAYLOAD, OpCode};
 use crate::protocol::{Role, encode_frame, encode_header, encode_message_frame};
@@ -19,7 +20,6 @@ use crate::{Message, SendStatus};
 
 /// Everything about a socket that is not its typed data.
 pub(crate) struct Core {
-    pub(crate) id: u64,
     /// How outgoing messages are compressed; `None` when they are not.
     deflate: Option<Box<Outgoing>>,
     pub(crate) remote_addr: Option<SocketAddr>,
@@ -29,7 +29,7 @@ pub(crate) struct Core {
     outbox: Outbox,
     liveness: Liveness,
     /// The topics this socket is subscribed to.
-    topics: Mutex<Vec<Arc<Topic>>>,
+    topics: Mutex<Topics>,
 }
 
 /// Settings a socket takes from its layer.
@@ -54,7 +54,6 @@ impl Core {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         Self {
-            id,
             deflate: deflate.map(Box::new),
             remote_addr,
             protocol,
@@ -67,8 +66,14 @@ impl Core {
                 settings.role == Role::Client,
             ),
             liveness: Liveness::new(settings.idle_timeout, settings.send_pings),
-            topics: Mutex::new(Vec::new()),
+            topics: Mutex::new(Topics::None),
         }
+    }
+
+    /// A number unique to this socket within the process (kept by its
+    /// outbox, which names the socket to the batches it reads).
+    pub(crate) fn id(&self) -> u64 {
+        self.outbox.id()
     }
 
     /// What waits to be written, and the socket's lifecycle.
@@ -81,7 +86,7 @@ impl Core {
         self.liveness.touch();
     }
 
-    fn subscriptions(&self) -> MutexGuard<'_, Vec<Arc<Topic>>> {
+    fn subscriptions(&self) -> MutexGuard<'_, Topics> {
         self.topics.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -179,7 +184,7 @@ impl Core {
     /// Publishes to `name` from this socket (which it excludes unless it
     /// publishes to itself).
     pub(crate) fn publish(&self, name: &str, msg: Message, compress: bool) -> usize {
-        let exclude = (!self.publish_to_self).then_some(self.id);
+        let exclude = (!self.publish_to_self).then_some(self.id());
         let topics = self.subscriptions();
         if let Some(topic) = topics.iter().find(|t| t.name() == name) {
             // In the topic ourselves: held to the end of this turn when one
@@ -200,13 +205,10 @@ impl Core {
     /// Leaves `name`; false if not subscribed.
     pub(crate) fn unsubscribe(&self, name: &str) -> bool {
         deliver_staged();
-        let mut topics = self.subscriptions();
-        let Some(at) = topics.iter().position(|t| t.name() == name) else {
+        let Some(topic) = self.subscriptions().remove(name) else {
             return false;
         };
-        let topic = topics.swap_remove(at);
-        drop(topics);
-        self.hub.unsubscribe(&topic, self.id);
+        self.hub.unsubscribe(&topic, self.id());
         true
     }
 
@@ -227,8 +229,8 @@ impl Core {
         deliver_staged();
         self.outbox.shut();
         let topics = std::mem::take(&mut *self.subscriptions());
-        for topic in topics {
-            self.hub.unsubscribe(&topic, self.id);
+        for topic in topics.iter() {
+            self.hub.unsubscribe(topic, self.id());
         }
     }
 

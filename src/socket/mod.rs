@@ -2,6 +2,7 @@
 
 mod core;
 mod liveness;
+mod topics;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -101,7 +102,7 @@ impl<T> WebSocket<T> {
 
     /// A number unique to this socket within the process.
     pub fn id(&self) -> u64 {
-        self.core().id
+        self.core().id()
     }
 
     /// Where the socket stands in its life.
@@ -264,7 +265,7 @@ impl<T: Send + Sync + 'static> WebSocket<T> {
 
 impl<T: Send + Sync + 'static> Subscriber for Socket<T> {
     fn id(&self) -> u64 {
-        self.core.id
+        self.core.id()
     }
 
     fn lane(&self) -> Lane {
