@@ -47,6 +47,13 @@ impl Handler for Chat {
     }
 }
 
+/// Both tests measure this process's memory (the soak) or fill it with
+/// 10,000 clients (the idle test): run side by side, the soak would count
+/// the other's clients. Each holds this for its whole run.
+/// (A tokio mutex: each test has a runtime of its own, and holds it across
+/// its awaits.)
+static ALONE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn chat_server() -> (std::net::SocketAddr, Hub, Arc<Stats>) {
     let stats = Arc::new(Stats::default());
     let layer = WebSocketLayer::new(Chat(Arc::clone(&stats)));
@@ -73,6 +80,7 @@ async fn settle(what: &str, hub: &Hub, check: impl Fn(&Hub) -> bool) {
 /// server's memory per connection is reported (and bounded).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_idle_connections_are_held_and_served() {
+    let _alone = ALONE.lock().await;
     const N: usize = 10_000;
     testkit::raise_nofile(N as u64 + 1_000).unwrap();
     within(Duration::from_secs(240), async {
@@ -115,6 +123,7 @@ async fn ten_thousand_idle_connections_are_held_and_served() {
 /// of the same: what connections and messages leave behind stays bounded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_clients_chatting_with_random_reconnects_leave_no_trace() {
+    let _alone = ALONE.lock().await;
     const CLIENTS: usize = 1_000;
     /// What the measured round may leave above the warm-up's: a leak of
     /// 400 bytes per reconnect (about 20,000 in 60 s) would exceed it.
