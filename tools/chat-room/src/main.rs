@@ -46,6 +46,7 @@ mod orchestra;
 mod rss;
 mod servers;
 mod slow;
+mod tls;
 mod wire;
 
 use std::process::ExitCode;
