@@ -290,7 +290,7 @@ impl Handler for Chat {
     }
 }
 
-fn wshub_app(compression: Compression) -> Router {
+pub fn wshub_app(compression: Compression) -> Router {
     Router::new()
         .route(
             "/",
