@@ -9,9 +9,13 @@
 // `compress = true`, so this server passes it whenever deflate is on.
 // A binary message (the chat clients send none) is echoed to its sender alone:
 // the rss client sends one per connection so that its compressors exist.
+// TLS_CERT and TLS_KEY (PEM files) serve wss:// instead of ws://.
 const port = Number(process.env.PORT || 4001);
 const deflate = parseDeflate(process.env.PER_MESSAGE_DEFLATE || "false");
 const compress = deflate !== false;
+const tls = process.env.TLS_CERT
+  ? { cert: Bun.file(process.env.TLS_CERT), key: Bun.file(process.env.TLS_KEY) }
+  : undefined;
 
 function parseDeflate(value) {
   if (value === "false") return false;
@@ -23,6 +27,7 @@ function parseDeflate(value) {
 const server = Bun.serve({
   hostname: "127.0.0.1",
   port,
+  tls,
   websocket: {
     open(ws) {
       ws.subscribe("room");
@@ -48,5 +53,5 @@ const server = Bun.serve({
 });
 
 console.log(
-  `bun ${Bun.version} listening on ${server.hostname}:${server.port}, perMessageDeflate ${JSON.stringify(deflate)}`,
+  `bun ${Bun.version} listening on ${tls ? "wss" : "ws"}://${server.hostname}:${server.port}, perMessageDeflate ${JSON.stringify(deflate)}`,
 );

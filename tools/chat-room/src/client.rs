@@ -4,16 +4,17 @@
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 use testkit::proc::{CpuMeter, CpuUse};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::Notify;
 
 use crate::args::Args;
+use crate::tls::{self, ReadHalf, WriteHalf};
 use crate::wire::{
     Agreed, DEFLATE_OFFER, FrameCounter, FrameReader, Inflater, MESSAGES, RSV1, Rng, connect_with,
     encode_batch, name,
@@ -40,6 +41,8 @@ pub struct Opts {
     /// that client processes in several rooms measure the same seconds.
     /// Without it, right after the warm-up.
     pub start_at: Option<u64>,
+    /// `wss://`: the directory of the certificate to trust (see [`tls`]).
+    pub tls: Option<PathBuf>,
 }
 
 impl Opts {
@@ -63,6 +66,7 @@ impl Opts {
                 .map(|t| t.parse())
                 .transpose()
                 .map_err(|e| format!("--start-at: {e}"))?,
+            tls: args.value("tls").map(PathBuf::from),
         })
     }
 
@@ -89,6 +93,9 @@ impl Opts {
         }
         if let Some(at) = self.start_at {
             args.push(format!("--start-at={at}"));
+        }
+        if let Some(dir) = &self.tls {
+            args.push(format!("--tls={}", dir.display()));
         }
         args
     }
@@ -142,16 +149,19 @@ async fn run(opts: &Opts) -> Result<Value, String> {
     let shared = Rc::new(Shared::default());
     let mut writers = Vec::with_capacity(n);
     let offer = opts.deflate.then_some(DEFLATE_OFFER);
+    let connector = opts.tls.as_deref().map(tls::connector).transpose()?;
     let mut agreed = Vec::new();
+    let mut tls_agreed = None;
     for i in 0..n {
         let query = match &opts.room {
             Some(room) => format!("name={}&room={room}", name(i)),
             None => format!("name={}", name(i)),
         };
-        let connected = connect_with(opts.addr, &query, &mut rng, offer)
+        let connected = connect_with(opts.addr, &query, &mut rng, offer, connector.as_ref())
             .await
             .map_err(|e| format!("connecting client {i}: {e}"))?;
         agreed.push(connected.deflate);
+        tls_agreed = tls_agreed.or_else(|| connected.stream.describe_tls());
         let verifier = (opts.verify && i == 0).then(|| Verifier::new(n, connected.deflate));
         let (reader, writer) = connected.stream.into_split();
         writers.push(writer);
@@ -266,6 +276,7 @@ async fn run(opts: &Opts) -> Result<Value, String> {
         "client_cpu": cpu_json(client_cpu),
         "server_cpu": cpu_json(server_cpu),
         "late_ms": late.as_millis() as u64,
+        "tls": tls_agreed,
     }))
 }
 
@@ -290,7 +301,7 @@ fn cpu_json(cpu: CpuUse) -> Value {
 /// received every message of it (`expected` frames in all).
 async fn round(
     shared: &Shared,
-    writers: &mut [OwnedWriteHalf],
+    writers: &mut [WriteHalf],
     batches: &[Vec<u8>],
     expected: u64,
     stall_timeout: Duration,
@@ -300,6 +311,8 @@ async fn round(
     shared.target.set(target);
     for (writer, batch) in writers.iter_mut().zip(batches) {
         writer.write_all(batch).await.map_err(Incomplete::Io)?;
+        // TLS may hold back what the socket did not take at once.
+        writer.flush().await.map_err(Incomplete::Io)?;
     }
     let deadline = tokio::time::Instant::now() + stall_timeout;
     loop {
@@ -334,7 +347,7 @@ fn describe(failure: &Incomplete) -> String {
 /// Counts the frames arriving on one connection (and checks them, with a
 /// verifier).
 async fn read_loop(
-    mut reader: OwnedReadHalf,
+    mut reader: ReadHalf,
     early: Vec<u8>,
     shared: Rc<Shared>,
     mut verifier: Option<Verifier>,

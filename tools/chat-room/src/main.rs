@@ -11,6 +11,8 @@
 //! cargo run --release -p chat-room -- run            # the whole comparison
 //! cargo run --release -p chat-room -- run --servers wshub,bun --clients 32 --messages 50 --reps 1 --seconds 5
 //! cargo run --release -p chat-room -- rss            # server memory per idle connection
+//! cargo run --release -p chat-room -- run --tls --servers wshub,bun   # over wss://
+//! cargo run --release -p chat-room -- rss --tls --servers wshub,bun
 //! cargo run --release -p chat-room -- run --servers wshub-deflate-shared,bun-deflate-shared
 //! cargo run --release -p chat-room -- rss --deflate --connections 1000 \
 //!     --servers wshub,wshub-deflate-shared,wshub-deflate-dedicated,wshub-deflate-3kb
@@ -46,6 +48,7 @@ mod orchestra;
 mod rss;
 mod servers;
 mod slow;
+mod tls;
 mod wire;
 
 use std::process::ExitCode;
@@ -64,6 +67,8 @@ commands:
       --deflate   the client offers permessage-deflate to every server (always to
                   the deflate servers); it sends plain frames and counts RSV1 ones
       --verify    the first client inflates and checks every message it receives
+      --tls       over wss://: every server presents one self-signed certificate made
+                  at start, the clients trust it (wshub servers but wshub-hyper, and Bun)
   multicore       many cores: R rooms on one server with T worker threads, each room
                   driven by its own client process on its own core; the rooms' msgs/s
                   added, server CPU (/proc) and server CPU time per message
@@ -80,6 +85,7 @@ commands:
                   servers), then exchange one binary message each way per connection
                   (compressed when agreed), so lazily made (de)compressors exist
       --message-bytes 1024   the size of that message
+      --tls       over wss:// (as for run)
   latency         fan-out latency: subscribers + 1 publisher in one room
       --servers (as above)   --subscribers 1000   --rate 200   --seconds 10
   slow            a socket that never reads while 1 GiB is published into its room:
@@ -89,13 +95,15 @@ commands:
       --reps 3   --readers 4   --messages 16384   --message-bytes 65536
       --window 64   messages the publisher may be ahead of the slowest fast reader
       --stall-timeout 10
-  server KIND --addr HOST:PORT [--threads T] [--exit-after S]
+  server KIND --addr HOST:PORT [--threads T] [--exit-after S] [--tls DIR]
                   one chat server (wshub, wshub-ct, wshub-hyper, wshub-deflate-MODE, axum,
                   axum-batched), or wshub-slow / wshub-slow-close: every binary message
                   from `?name=pub` published to a room everyone else is in. --threads:
-                  the runtime's worker threads (default: one per core it may run on)
+                  the runtime's worker threads (default: one per core it may run on).
+                  --tls: serve wss:// with DIR/cert.pem and DIR/key.pem
   client --addr HOST:PORT [--clients N --messages M --seconds S --stall-timeout S --server-pid PID
-         --deflate --verify --room ROOM --start-at UNIX_MS]
+         --deflate --verify --room ROOM --start-at UNIX_MS --tls DIR]
+                  (--tls: connect over wss://, trusting only DIR/cert.pem)
   rss-client, latency-client, slow-client
                   the clients the orchestrators start
   selftest        checks the client's frame counting on split frames

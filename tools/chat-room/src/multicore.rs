@@ -86,6 +86,7 @@ pub fn orchestrate(args: &mut Args) -> Result<(), String> {
                             verify: false,
                             room: None,
                             start_at: None,
+                            tls: None,
                         };
                         let cell = cells.entry((kind.clone(), t, n, m)).or_default();
                         match measure(&mut common, &kind, t, rooms, &opts) {

@@ -15,6 +15,7 @@ use serde_json::Value;
 use crate::args::{Args, core_list};
 use crate::client::{self, median, si};
 use crate::servers;
+use crate::tls::{self, CertDir};
 
 /// The servers measured by default, Bun last (ratios are against it).
 pub const ALL: [&str; 5] = ["wshub", "wshub-ct", "axum", "axum-batched", "bun"];
@@ -26,6 +27,8 @@ pub struct Common {
     pub server_cores: Vec<usize>,
     pub client_cores: Vec<usize>,
     port: u16,
+    /// `--tls`: the certificate every server presents and clients trust.
+    tls: Option<CertDir>,
 }
 
 impl Common {
@@ -59,6 +62,7 @@ impl Common {
             client_cores: cores_arg(args, "client-cores", "client-core", cores.1)?,
             port: args.get("port", 4100)?,
             servers,
+            tls: None,
         };
         if common.servers.iter().any(|s| is_bun(s)) {
             match find_bun(bun_arg) {
@@ -73,6 +77,23 @@ impl Common {
             }
         }
         Ok(common)
+    }
+
+    /// Serves and connects over TLS from now on, with a certificate made
+    /// now; fails if a server kind cannot serve `wss://`.
+    pub fn enable_tls(&mut self) -> Result<(), String> {
+        if let Some(kind) = self.servers.iter().find(|k| !servers::serves_tls(k)) {
+            return Err(format!(
+                "--tls: {kind} does not serve wss:// (the wshub servers but wshub-hyper, and Bun do)"
+            ));
+        }
+        self.tls = Some(CertDir::generate()?);
+        Ok(())
+    }
+
+    /// The certificate directory with `--tls`.
+    pub fn tls_dir(&self) -> Option<&Path> {
+        self.tls.as_ref().map(CertDir::path)
     }
 
     pub fn bun_version(&self) -> Option<&str> {
@@ -105,11 +126,19 @@ impl Common {
                 .arg(script)
                 .env("PORT", addr.port().to_string())
                 .env("PER_MESSAGE_DEFLATE", bun_deflate(kind)?);
+            if let Some(dir) = self.tls_dir() {
+                command
+                    .env("TLS_CERT", tls::cert_path(dir))
+                    .env("TLS_KEY", tls::key_path(dir));
+            }
         } else {
             command
                 .arg(own_exe()?)
                 .args(["server", kind, &format!("--addr={addr}")])
                 .args(extra);
+            if let Some(dir) = self.tls_dir() {
+                command.arg(format!("--tls={}", dir.display()));
+            }
         }
         Server::spawn(kind, addr, command)
     }
@@ -358,6 +387,8 @@ struct Cell {
     compressed_frames: u64,
     /// Runs whose client offered `permessage-deflate`.
     deflate_offered: bool,
+    /// What TLS agreed (`--tls`), as the client reports it.
+    tls: Option<String>,
     verified: u64,
     verify_failures: u64,
 }
@@ -371,8 +402,12 @@ pub fn throughput(args: &mut Args) -> Result<(), String> {
     let stall_timeout: f64 = args.get("stall-timeout", 5.0)?;
     let deflate = args.flag("deflate");
     let verify = args.flag("verify");
+    let tls = args.flag("tls");
     let mut common = Common::parse(args)?;
     args.finish()?;
+    if tls {
+        common.enable_tls()?;
+    }
     let total = reps * clients.len() * messages.len() * common.servers.len();
     let mut cells: BTreeMap<(usize, usize, String), Cell> = BTreeMap::new();
     let mut done = 0;
@@ -397,6 +432,7 @@ pub fn throughput(args: &mut Args) -> Result<(), String> {
                         verify,
                         room: None,
                         start_at: None,
+                        tls: common.tls_dir().map(Path::to_owned),
                     };
                     match measure(&mut common, &kind, opts) {
                         Ok((report, lagged)) => {
@@ -461,6 +497,9 @@ impl Cell {
         self.data_frames += report["data_frames"].as_u64().unwrap_or(0);
         self.compressed_frames += report["compressed_frames"].as_u64().unwrap_or(0);
         self.deflate_offered |= report["deflate_offered"].as_bool() == Some(true);
+        if let Some(agreed) = report["tls"].as_str() {
+            self.tls.get_or_insert_with(|| agreed.to_owned());
+        }
         self.verified += report["verified"].as_u64().unwrap_or(0);
         self.verify_failures += report["verify_failures"].as_u64().unwrap_or(0);
     }
@@ -496,8 +535,13 @@ fn print_table(
 ) {
     println!();
     println!(
-        "Chat room, messages received per second: median second of each {seconds} s run, median of {reps} runs \
+        "Chat room{}, messages received per second: median second of each {seconds} s run, median of {reps} runs \
          (server pinned to core(s) {}, client to {}){}",
+        if common.tls.is_some() {
+            " over wss://"
+        } else {
+            ""
+        },
         core_list(&common.server_cores),
         core_list(&common.client_cores),
         common
@@ -584,6 +628,15 @@ fn print_table(
              RSV1 frames: the share of data frames received compressed (permessage-deflate); \
              verified: messages the first client inflated and checked (`--verify`)."
         );
+    }
+    if common.tls.is_some() {
+        for kind in &common.servers {
+            let agreed = cells
+                .iter()
+                .filter(|((_, _, k), _)| k == kind)
+                .find_map(|(_, cell)| cell.tls.as_deref());
+            println!("TLS agreed with {kind}: {}", agreed.unwrap_or("–"));
+        }
     }
 }
 

@@ -24,6 +24,7 @@ use wshub::protocol::frame::OpCode;
 use crate::args::Args;
 use crate::orchestra::Common;
 use crate::servers;
+use crate::tls;
 use crate::wire::{
     Compressor, Connected, DEFLATE_OFFER, FrameReader, MESSAGES, RSV1, Rng, connect_with, name,
 };
@@ -36,8 +37,12 @@ pub fn orchestrate(args: &mut Args) -> Result<(), String> {
     let settle: f64 = args.get("settle", 2.0)?;
     let deflate = args.flag("deflate");
     let message_bytes: usize = args.get("message-bytes", 1024)?;
+    let tls = args.flag("tls");
     let mut common = Common::parse(args)?;
     args.finish()?;
+    if tls {
+        common.enable_tls()?;
+    }
     // Both ends of every connection live on this machine; children inherit.
     raise_nofile(connections as u64 + 1024)?;
     let mut rows = Vec::new();
@@ -57,6 +62,9 @@ pub fn orchestrate(args: &mut Args) -> Result<(), String> {
             ];
             if offer {
                 client_args.push("--deflate".to_owned());
+            }
+            if let Some(dir) = common.tls_dir() {
+                client_args.push(format!("--tls={}", dir.display()));
             }
             common.run_client(&client_args)
         });
@@ -81,7 +89,12 @@ pub fn orchestrate(args: &mut Args) -> Result<(), String> {
     }
     println!();
     println!(
-        "Server memory per idle WebSocket connection (each joined to the room), after {settle} s idle{}{}",
+        "Server memory per idle WebSocket connection{} (each joined to the room), after {settle} s idle{}{}",
+        if common.tls_dir().is_some() {
+            " over wss://"
+        } else {
+            ""
+        },
         if any_deflate {
             format!(
                 "; deflate rows: the client offered `{DEFLATE_OFFER}` and every connection \
@@ -150,7 +163,7 @@ fn deflate_note(report: &Value) -> String {
     )
 }
 
-/// `rss-client --addr A --server-pid P --connections N --settle S [--deflate]`.
+/// `rss-client --addr A --server-pid P --connections N --settle S [--deflate] [--tls DIR]`.
 pub fn client_main(args: &mut Args) -> Result<(), String> {
     let addr: SocketAddr = args.get("addr", SocketAddr::from(([127, 0, 0, 1], 4001)))?;
     let pid: u32 = args.get("server-pid", 0)?;
@@ -158,7 +171,10 @@ pub fn client_main(args: &mut Args) -> Result<(), String> {
     let settle: f64 = args.get("settle", 2.0)?;
     let deflate = args.flag("deflate");
     let message_bytes: usize = args.get("message-bytes", 1024)?;
+    let tls = args.value("tls");
     args.finish()?;
+    let connector = tls.map(|dir| tls::connector(dir.as_ref())).transpose()?;
+    let connector = connector.as_ref();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -173,6 +189,7 @@ pub fn client_main(args: &mut Args) -> Result<(), String> {
                     &format!("name={}", name(i)),
                     &mut Rng::new(i as u64),
                     offer,
+                    connector,
                 )
                 .await
             })
@@ -253,6 +270,10 @@ async fn exchange_all(connected: &mut [Connected], message_bytes: usize, report:
 async fn exchange(conn: &mut Connected, frame: Vec<u8>) -> Result<u8, String> {
     conn.stream
         .write_all(&frame)
+        .await
+        .map_err(|e| format!("sending: {e}"))?;
+    conn.stream
+        .flush()
         .await
         .map_err(|e| format!("sending: {e}"))?;
     let mut reader = FrameReader::default();

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -85,6 +86,16 @@ pub fn check_kind(kind: &str) -> Result<(), String> {
     }
 }
 
+/// Whether server `kind` can serve `wss://` (`--tls`): Bun, and the wshub
+/// chat servers that `wshub::serve` runs.
+pub fn serves_tls(kind: &str) -> bool {
+    if crate::orchestra::is_bun(kind) {
+        return true;
+    }
+    let base = kind.split(['+', '@']).next().unwrap_or(kind);
+    base.starts_with("wshub") && !matches!(base, "wshub-hyper" | "wshub-slow" | "wshub-slow-close")
+}
+
 /// wshub's [`Compression`] for a deflate `MODE`.
 fn compression(mode: &str) -> Result<Compression, String> {
     let compressor = |name: &str| match name {
@@ -156,7 +167,12 @@ pub fn main(args: &mut Args) -> Result<(), String> {
         .map(|s| s.parse())
         .transpose()
         .map_err(|e| format!("--exit-after: {e}"))?;
+    let tls = args.value("tls").map(PathBuf::from);
     args.finish()?;
+    if tls.is_some() && !serves_tls(&kind) {
+        return Err(format!("--tls: {kind} does not serve wss://"));
+    }
+    let tls = tls.as_deref().map(crate::tls::server_config).transpose()?;
     if let Some(seconds) = exit_after {
         // A clean exit after a while, for tools that report at exit (valgrind).
         std::thread::spawn(move || {
@@ -203,12 +219,15 @@ pub fn main(args: &mut Args) -> Result<(), String> {
                 }
             },
         };
-        println!("{kind} listening on {addr} ({threads} runtime thread(s))");
+        let scheme = if tls.is_some() { "wss" } else { "ws" };
+        println!("{kind} listening on {scheme}://{addr} ({threads} runtime thread(s))");
         if base.starts_with("axum") {
             tokio::spawn(report_lag());
         }
         let served = if base == "wshub-hyper" {
             serve_http1(listener, app).await
+        } else if let Some(config) = tls {
+            wshub::serve(listener, app).tls(config).await
         } else if base.starts_with("wshub") {
             // What a user writes: TCP_NODELAY and connect info included.
             wshub::serve(listener, app).await
@@ -271,7 +290,7 @@ impl Handler for Chat {
     }
 }
 
-fn wshub_app(compression: Compression) -> Router {
+pub fn wshub_app(compression: Compression) -> Router {
     Router::new()
         .route(
             "/",

@@ -9,12 +9,15 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 use wshub::protocol::frame::OpCode;
 use wshub::protocol::handshake::accept_key;
 use wshub::protocol::{encode_frame, encode_message_frame};
 use zlib_rs::{Deflate, DeflateFlush, Inflate, InflateFlush, Status};
+
+use crate::tls::Stream;
 
 /// The 50 messages of Bun's `chat-client.mjs`; its batch is 32 rounds of them.
 pub const MESSAGES: [&str; 50] = [
@@ -127,7 +130,7 @@ pub const DEFLATE_OFFER: &str = "permessage-deflate; client_max_window_bits";
 
 /// An open WebSocket connection, fresh from the handshake.
 pub struct Connected {
-    pub stream: TcpStream,
+    pub stream: Stream,
     /// Bytes read past the response head (the first frames, if the server was quick).
     pub early: Vec<u8>,
     /// The `permessage-deflate` parameters the server accepted, if it did.
@@ -143,21 +146,43 @@ pub async fn connect(
     name: &str,
     rng: &mut Rng,
 ) -> io::Result<(TcpStream, Vec<u8>)> {
-    let connected = connect_with(addr, &format!("name={name}"), rng, None).await?;
-    Ok((connected.stream, connected.early))
+    let mut stream = connect_tcp(addr).await?;
+    let (early, _) = handshake(&mut stream, addr, &format!("name={name}"), rng, None).await?;
+    Ok((stream, early))
 }
 
 /// [`connect`] to `ws://addr/?QUERY` (`name=NAME`, and `&room=ROOM` to join
 /// another room than the server's default), offering the extension `offer`
-/// (`Sec-WebSocket-Extensions`).
+/// (`Sec-WebSocket-Extensions`); to `wss://` with `tls`.
 pub async fn connect_with(
     addr: SocketAddr,
     query: &str,
     rng: &mut Rng,
     offer: Option<&str>,
+    tls: Option<&TlsConnector>,
 ) -> io::Result<Connected> {
-    let mut stream = connect_tcp(addr).await?;
-    stream.set_nodelay(true)?;
+    let tcp = connect_tcp(addr).await?;
+    let mut stream = match tls {
+        Some(connector) => Stream::tls(connector, addr, tcp).await?,
+        None => Stream::Plain(tcp),
+    };
+    let (early, deflate) = handshake(&mut stream, addr, query, rng, offer).await?;
+    Ok(Connected {
+        stream,
+        early,
+        deflate,
+    })
+}
+
+/// The opening handshake on `stream`: the bytes read past the response
+/// head, and the `permessage-deflate` parameters agreed.
+async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    addr: SocketAddr,
+    query: &str,
+    rng: &mut Rng,
+    offer: Option<&str>,
+) -> io::Result<(Vec<u8>, Option<Agreed>)> {
     let key_bytes: [u8; 16] = {
         let (a, b) = (rng.next(), rng.next());
         let mut key = [0; 16];
@@ -175,6 +200,8 @@ pub async fn connect_with(
          {extensions}\r\n"
     );
     stream.write_all(request.as_bytes()).await?;
+    // TLS may hold back what the socket did not take at once.
+    stream.flush().await?;
     let mut head = Vec::with_capacity(256);
     let end = loop {
         let mut chunk = [0u8; 1024];
@@ -214,11 +241,7 @@ pub async fn connect_with(
             }
             None => None,
         };
-    Ok(Connected {
-        stream,
-        early: head.split_off(end),
-        deflate,
-    })
+    Ok((head.split_off(end), deflate))
 }
 
 /// The value of header `name` in a response head.
@@ -383,7 +406,10 @@ async fn connect_tcp(addr: SocketAddr) -> io::Result<TcpStream> {
     let mut tries = 0;
     loop {
         match TcpStream::connect(addr).await {
-            Ok(stream) => return Ok(stream),
+            Ok(stream) => {
+                stream.set_nodelay(true)?;
+                return Ok(stream);
+            }
             Err(error) if tries < 50 => {
                 tries += 1;
                 let _ = error;
