@@ -23,6 +23,9 @@ use crate::wire::{
 #[derive(Clone)]
 pub struct Opts {
     pub addr: SocketAddr,
+    /// A second server in the same room (another node of a Redis-bridged
+    /// hub, `nodes`): every odd-numbered client connects there instead.
+    pub peer: Option<SocketAddr>,
     pub clients: usize,
     pub messages: usize,
     pub seconds: usize,
@@ -46,6 +49,11 @@ impl Opts {
     pub fn parse(args: &mut Args) -> Result<Self, String> {
         Ok(Self {
             addr: args.get("addr", SocketAddr::from(([127, 0, 0, 1], 4001)))?,
+            peer: args
+                .value("peer")
+                .map(|p| p.parse())
+                .transpose()
+                .map_err(|e| format!("--peer: {e}"))?,
             clients: args.get("clients", 32)?,
             messages: args.get("messages", 50)?,
             seconds: args.get("seconds", 10)?,
@@ -67,14 +75,16 @@ impl Opts {
     }
 
     pub fn to_args(&self) -> Vec<String> {
-        let mut args = vec![
-            "client".to_owned(),
-            format!("--addr={}", self.addr),
+        let mut args = vec!["client".to_owned(), format!("--addr={}", self.addr)];
+        if let Some(peer) = self.peer {
+            args.push(format!("--peer={peer}"));
+        }
+        args.extend([
             format!("--clients={}", self.clients),
             format!("--messages={}", self.messages),
             format!("--seconds={}", self.seconds),
             format!("--stall-timeout={}", self.stall_timeout.as_secs_f64()),
-        ];
+        ]);
         if let Some(pid) = self.server_pid {
             args.push(format!("--server-pid={pid}"));
         }
@@ -148,7 +158,11 @@ async fn run(opts: &Opts) -> Result<Value, String> {
             Some(room) => format!("name={}&room={room}", name(i)),
             None => format!("name={}", name(i)),
         };
-        let connected = connect_with(opts.addr, &query, &mut rng, offer)
+        let addr = match opts.peer {
+            Some(peer) if i % 2 == 1 => peer,
+            _ => opts.addr,
+        };
+        let connected = connect_with(addr, &query, &mut rng, offer)
             .await
             .map_err(|e| format!("connecting client {i}: {e}"))?;
         agreed.push(connected.deflate);
