@@ -87,6 +87,7 @@ pub fn node_main(args: &mut Args) -> Result<(), String> {
                 async move {
                     Json(json!({
                         "published": s.published,
+                        "publishes": s.publishes,
                         "pipelines": s.pipelines,
                         "received": s.received,
                         "dropped": s.dropped,
@@ -293,6 +294,9 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// The measurements of one cell: clients, messages per batch, setup.
+type Cells = Vec<((usize, usize, Setup), Vec<Sample>)>;
+
 /// One measurement of the chat room.
 struct Sample {
     msgs_per_s: f64,
@@ -301,6 +305,7 @@ struct Sample {
     /// CPU of each server process, then of redis-server.
     servers_cpu: Vec<f64>,
     redis_cpu: f64,
+    client_cpu: f64,
     /// PUBLISH calls Redis served, and the bridges' pipelines and
     /// publishes, in the measured seconds.
     publish_calls: u64,
@@ -372,6 +377,10 @@ fn measure(cluster: &mut Cluster, setup: Setup, opts: &client::Opts) -> Result<S
         delivered: report["received"].as_u64().unwrap_or(0),
         servers_cpu,
         redis_cpu,
+        client_cpu: ["user", "system"]
+            .iter()
+            .filter_map(|k| report["client_cpu"][k].as_f64())
+            .sum(),
         publish_calls,
         pipelines: delta("pipelines"),
         published: delta("published"),
@@ -389,7 +398,7 @@ pub fn orchestrate(args: &mut Args) -> Result<(), String> {
     let stall_timeout: f64 = args.get("stall-timeout", 5.0)?;
     let mut cluster = Cluster::parse(args)?;
     args.finish()?;
-    let mut cells: Vec<((usize, usize, Setup), Vec<Sample>)> = Vec::new();
+    let mut cells = Cells::new();
     let total = reps * clients.len() * messages.len() * Setup::ALL.len();
     let mut done = 0;
     for rep in 1..=reps {
@@ -454,12 +463,7 @@ fn med(samples: &[Sample], f: impl Fn(&Sample) -> f64) -> f64 {
     median(&samples.iter().map(f).collect::<Vec<_>>())
 }
 
-fn print_table(
-    cluster: &Cluster,
-    cells: &[((usize, usize, Setup), Vec<Sample>)],
-    reps: usize,
-    seconds: usize,
-) {
+fn print_table(cluster: &Cluster, cells: &Cells, reps: usize, seconds: usize) {
     let common = &cluster.common;
     println!();
     println!(
@@ -472,9 +476,10 @@ fn print_table(
     println!();
     println!(
         "| N | M | setup | msgs/s | runs (min–max) | vs 1 node: median (per run) | server CPU | redis CPU | \
-         PUBLISH / delivered | PUBLISH / message | messages / pipeline | failed |"
+         client CPU | PUBLISH / delivered | PUBLISH / message | messages / pipeline | PUBLISH / pipeline | \
+         failed |"
     );
-    println!("|---:|---:|---|---:|---|---|---|---:|---:|---:|---:|---|");
+    println!("|---:|---:|---|---:|---|---|---|---:|---:|---:|---:|---:|---:|---|");
     for ((n, m, setup), samples) in cells {
         if samples.is_empty() {
             println!(
@@ -525,16 +530,18 @@ fn print_table(
         let failed = samples.iter().filter(|s| s.failure.is_some()).count()
             + samples.iter().filter(|s| s.dropped > 0).count();
         println!(
-            "| {n} | {m} | {} | {} | {}–{} | {vs} | {} | {:.0}% | {} | {} | {} | {} |",
+            "| {n} | {m} | {} | {} | {}–{} | {vs} | {} | {:.0}% | {:.0}% | {} | {} | {} | {} | {} |",
             setup.label(),
             si(median(&rates)),
             si(lo),
             si(hi),
             cpu.join(" + "),
             med(samples, |s| s.redis_cpu),
+            med(samples, |s| s.client_cpu),
             per(&|s| s.publish_calls, &|s| s.delivered),
             per(&|s| s.publish_calls, &messages),
             per(&|s| s.published, &|s| s.pipelines),
+            per(&|s| s.publish_calls, &|s| s.pipelines),
             match failed {
                 0 => "0".to_owned(),
                 f => format!("{f} stalled or dropping"),
@@ -546,7 +553,7 @@ fn print_table(
         "CPU: % of one core over the measured seconds, median of the runs, each server process \
          (+ for two nodes), and redis-server. PUBLISH: calls in Redis's INFO commandstats; a message \
          is one chat line, delivered to all N clients; messages / pipeline: the bridges' publishes \
-         per pipeline (one round trip to Redis), all runs together."
+         per pipeline (one round trip to Redis, one look at the bridge's queue), all runs together."
     );
 }
 
