@@ -167,12 +167,7 @@ impl Redis {
 
     /// PUBLISH calls so far (`cmdstat_publish:calls=` of `INFO commandstats`).
     fn publish_calls(&self) -> Result<u64, String> {
-        let info = self.command(&["INFO", "commandstats"])?;
-        Ok(field(&info, "cmdstat_publish")
-            .and_then(|v| v.strip_prefix("calls="))
-            .and_then(|v| v.split(',').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0))
+        Ok(publish_calls(&self.command(&["INFO", "commandstats"])?))
     }
 
     /// Sends one command and reads its bulk-string reply.
@@ -213,6 +208,16 @@ fn field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
     info.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
         .map(str::trim)
+}
+
+/// `cmdstat_publish:calls=N,...` of `INFO commandstats`: N (0 before the
+/// first PUBLISH, when the line is missing).
+fn publish_calls(info: &str) -> u64 {
+    field(info, "cmdstat_publish")
+        .and_then(|v| v.strip_prefix("calls="))
+        .and_then(|v| v.split(',').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 /// What both orchestrators take.
@@ -306,6 +311,8 @@ struct Sample {
     servers_cpu: Vec<f64>,
     redis_cpu: f64,
     client_cpu: f64,
+    /// Wall seconds the CPU was measured over.
+    wall: f64,
     /// PUBLISH calls Redis served, and the bridges' pipelines and
     /// publishes, in the measured seconds.
     publish_calls: u64,
@@ -338,11 +345,13 @@ fn measure(cluster: &mut Cluster, setup: Setup, opts: &client::Opts) -> Result<S
             false => Ok(Vec::new()),
         }
     };
+    let window = Instant::now();
     let meters: Vec<_> = servers.iter().map(|s| CpuMeter::start(s.pid)).collect();
     let redis_meter = CpuMeter::start(cluster.redis.pid());
     let calls_before = cluster.redis.publish_calls()?;
     let stats_before = stats(&servers)?;
     let report = client_result(child)?;
+    let wall = window.elapsed().as_secs_f64();
     let cpu = |m: Option<CpuMeter>| m.and_then(|m| m.read()).map_or(0.0, |c: CpuUse| c.total());
     let servers_cpu = meters.into_iter().map(cpu).collect();
     let redis_cpu = cpu(redis_meter);
@@ -377,6 +386,7 @@ fn measure(cluster: &mut Cluster, setup: Setup, opts: &client::Opts) -> Result<S
         delivered: report["received"].as_u64().unwrap_or(0),
         servers_cpu,
         redis_cpu,
+        wall,
         client_cpu: ["user", "system"]
             .iter()
             .filter_map(|k| report["client_cpu"][k].as_f64())
@@ -458,6 +468,15 @@ fn describe(s: &Sample) -> String {
     )
 }
 
+impl Sample {
+    /// Messages delivered per CPU second of the servers and redis-server
+    /// together: what a setup costs when the cores are shared.
+    fn per_cpu_second(&self) -> f64 {
+        let cpu: f64 = self.servers_cpu.iter().sum::<f64>() + self.redis_cpu;
+        self.delivered as f64 / (cpu / 100.0 * self.wall).max(1e-9)
+    }
+}
+
 /// The median of `f` over `samples`.
 fn med(samples: &[Sample], f: impl Fn(&Sample) -> f64) -> f64 {
     median(&samples.iter().map(f).collect::<Vec<_>>())
@@ -476,10 +495,11 @@ fn print_table(cluster: &Cluster, cells: &Cells, reps: usize, seconds: usize) {
     println!();
     println!(
         "| N | M | setup | msgs/s | runs (min–max) | vs 1 node: median (per run) | server CPU | redis CPU | \
+         msgs per CPU-s | \
          client CPU | PUBLISH / delivered | PUBLISH / message | messages / pipeline | PUBLISH / pipeline | \
          failed |"
     );
-    println!("|---:|---:|---|---:|---|---|---|---:|---:|---:|---:|---:|---:|---|");
+    println!("|---:|---:|---|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|");
     for ((n, m, setup), samples) in cells {
         if samples.is_empty() {
             println!(
@@ -530,13 +550,14 @@ fn print_table(cluster: &Cluster, cells: &Cells, reps: usize, seconds: usize) {
         let failed = samples.iter().filter(|s| s.failure.is_some()).count()
             + samples.iter().filter(|s| s.dropped > 0).count();
         println!(
-            "| {n} | {m} | {} | {} | {}–{} | {vs} | {} | {:.0}% | {:.0}% | {} | {} | {} | {} | {} |",
+            "| {n} | {m} | {} | {} | {}–{} | {vs} | {} | {:.0}% | {} | {:.0}% | {} | {} | {} | {} | {} |",
             setup.label(),
             si(median(&rates)),
             si(lo),
             si(hi),
             cpu.join(" + "),
             med(samples, |s| s.redis_cpu),
+            si(med(samples, Sample::per_cpu_second)),
             med(samples, |s| s.client_cpu),
             per(&|s| s.publish_calls, &|s| s.delivered),
             per(&|s| s.publish_calls, &messages),
@@ -551,7 +572,8 @@ fn print_table(cluster: &Cluster, cells: &Cells, reps: usize, seconds: usize) {
     println!();
     println!(
         "CPU: % of one core over the measured seconds, median of the runs, each server process \
-         (+ for two nodes), and redis-server. PUBLISH: calls in Redis's INFO commandstats; a message \
+         (+ for two nodes), and redis-server; msgs per CPU-s: messages delivered per second of CPU of \
+         the servers and redis-server together (a fairer cost when other work shares the cores). PUBLISH: calls in Redis's INFO commandstats; a message \
          is one chat line, delivered to all N clients; messages / pipeline: the bridges' publishes \
          per pipeline (one round trip to Redis, one look at the bridge's queue), all runs together."
     );
@@ -624,4 +646,25 @@ pub fn latency(args: &mut Args) -> Result<(), String> {
         println!("{row}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_calls_are_read_from_commandstats() {
+        let info = "# Commandstats\r\ncmdstat_ping:calls=3,usec=1\r\n\
+                    cmdstat_publish:calls=1234,usec=5678,usec_per_call=4.60\r\n";
+        assert_eq!(publish_calls(info), 1234);
+        assert_eq!(
+            publish_calls("# Commandstats\r\ncmdstat_ping:calls=3\r\n"),
+            0
+        );
+        assert_eq!(
+            field("redis_version:7.0.15\r\n", "redis_version"),
+            Some("7.0.15")
+        );
+        assert_eq!(field("redis_version_x:1\r\n", "redis_version"), None);
+    }
 }
