@@ -19,8 +19,10 @@ use super::stats::Counters;
 use crate::Hub;
 use crate::hub::HubInner;
 
-/// Publishes per pipeline, at most.
-const PIPELINE: usize = 1024;
+/// Publishes per pipeline, at most. The messages of one topic share a
+/// PUBLISH, so a pipeline is a few commands however many it carries: taking
+/// many per look lets one round trip at a time keep up with a busy node.
+const PIPELINE: usize = 8192;
 
 /// Payload bytes per PUBLISH of several messages, at most: a larger message
 /// goes alone. Keeps each channel message well under Redis's output buffer

@@ -75,16 +75,14 @@ impl Opts {
     }
 
     pub fn to_args(&self) -> Vec<String> {
-        let mut args = vec!["client".to_owned(), format!("--addr={}", self.addr)];
-        if let Some(peer) = self.peer {
-            args.push(format!("--peer={peer}"));
-        }
-        args.extend([
+        let mut args = vec![
+            "client".to_owned(),
+            format!("--addr={}", self.addr),
             format!("--clients={}", self.clients),
             format!("--messages={}", self.messages),
             format!("--seconds={}", self.seconds),
             format!("--stall-timeout={}", self.stall_timeout.as_secs_f64()),
-        ]);
+        ];
         if let Some(pid) = self.server_pid {
             args.push(format!("--server-pid={pid}"));
         }
@@ -99,6 +97,9 @@ impl Opts {
         }
         if let Some(at) = self.start_at {
             args.push(format!("--start-at={at}"));
+        }
+        if let Some(peer) = self.peer {
+            args.push(format!("--peer={peer}"));
         }
         args
     }

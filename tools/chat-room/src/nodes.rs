@@ -30,7 +30,7 @@ use serde_json::{Value, json};
 use testkit::proc::{CpuMeter, CpuUse};
 use testkit::raise_nofile;
 use wshub::Compression;
-use wshub::redis::RedisBridge;
+use wshub::redis::{Options, RedisBridge};
 
 use crate::args::{Args, core_list};
 use crate::client::{self, median, si};
@@ -69,6 +69,10 @@ pub fn node_main(args: &mut Args) -> Result<(), String> {
     let url = args.value("redis").ok_or("node: --redis URL")?;
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads: usize = args.get("threads", workers)?;
+    let mut options = Options::default();
+    if let Some(max) = args.value("max-queued") {
+        options = options.max_queued(max.parse().map_err(|e| format!("--max-queued: {e}"))?);
+    }
     args.finish()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads.max(1))
@@ -76,7 +80,7 @@ pub fn node_main(args: &mut Args) -> Result<(), String> {
         .build()
         .map_err(|e| e.to_string())?;
     runtime.block_on(async {
-        let bridge = RedisBridge::connect(&url)
+        let bridge = RedisBridge::connect_with(&url, options)
             .await
             .map_err(|e| format!("connecting to {url}: {e}"))?;
         let stats = bridge.clone();
@@ -224,6 +228,8 @@ fn publish_calls(info: &str) -> u64 {
 struct Cluster {
     common: Common,
     redis: Redis,
+    /// `--max-queued` for the nodes' bridges (`Options::max_queued`).
+    max_queued: Option<usize>,
 }
 
 impl Cluster {
@@ -233,6 +239,11 @@ impl Cluster {
             .unwrap_or_else(|| "redis-server".to_owned());
         let mut common = Common::parse_for(args, &["wshub"])?;
         let redis_cores = args.cores("redis-cores", &common.server_cores)?;
+        let max_queued = args
+            .value("max-queued")
+            .map(|n| n.parse())
+            .transpose()
+            .map_err(|e| format!("--max-queued: {e}"))?;
         if common.servers != ["wshub"] {
             return Err("nodes: only the wshub server can be bridged (no --servers)".to_owned());
         }
@@ -244,7 +255,11 @@ impl Cluster {
             redis.pid(),
             core_list(&redis_cores)
         );
-        Ok(Self { common, redis })
+        Ok(Self {
+            common,
+            redis,
+            max_queued,
+        })
     }
 
     /// The server processes of `setup`, pinned to the server cores.
@@ -266,6 +281,9 @@ impl Cluster {
             .arg(exe)
             .args(["node", &format!("--addr={addr}")])
             .arg(format!("--redis={}", self.redis.url()));
+        if let Some(max) = self.max_queued {
+            command.arg(format!("--max-queued={max}"));
+        }
         Server::spawn("node", addr, command)
     }
 }
@@ -487,17 +505,20 @@ fn print_table(cluster: &Cluster, cells: &Cells, reps: usize, seconds: usize) {
     println!();
     println!(
         "Chat room across nodes, messages received per second: median second of each {seconds} s run, \
-         median of {reps} runs (servers and redis-server {} pinned to core(s) {}, client to {})",
+         median of {reps} runs (servers and redis-server {} pinned to core(s) {}, client to {}; \
+         bridge queue: {} messages)",
         cluster.redis.version,
         core_list(&common.server_cores),
         core_list(&common.client_cores),
+        cluster
+            .max_queued
+            .map_or("the default".to_owned(), |n| format!("{n}")),
     );
     println!();
     println!(
         "| N | M | setup | msgs/s | runs (min–max) | vs 1 node: median (per run) | server CPU | redis CPU | \
-         msgs per CPU-s | \
-         client CPU | PUBLISH / delivered | PUBLISH / message | messages / pipeline | PUBLISH / pipeline | \
-         failed |"
+         msgs per CPU-s | client CPU | PUBLISH / delivered | PUBLISH / message | messages / pipeline | \
+         PUBLISH / pipeline | stalled runs, dropped |"
     );
     println!("|---:|---:|---|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|");
     for ((n, m, setup), samples) in cells {
@@ -547,8 +568,8 @@ fn print_table(cluster: &Cluster, cells: &Cells, reps: usize, seconds: usize) {
         };
         // Every message published reaches all N clients.
         let messages = |s: &Sample| s.delivered / *n as u64;
-        let failed = samples.iter().filter(|s| s.failure.is_some()).count()
-            + samples.iter().filter(|s| s.dropped > 0).count();
+        let stalled = samples.iter().filter(|s| s.failure.is_some()).count();
+        let dropped: u64 = samples.iter().map(|s| s.dropped).sum();
         println!(
             "| {n} | {m} | {} | {} | {}–{} | {vs} | {} | {:.0}% | {} | {:.0}% | {} | {} | {} | {} | {} |",
             setup.label(),
@@ -563,9 +584,9 @@ fn print_table(cluster: &Cluster, cells: &Cells, reps: usize, seconds: usize) {
             per(&|s| s.publish_calls, &messages),
             per(&|s| s.published, &|s| s.pipelines),
             per(&|s| s.publish_calls, &|s| s.pipelines),
-            match failed {
-                0 => "0".to_owned(),
-                f => format!("{f} stalled or dropping"),
+            match (stalled, dropped) {
+                (0, 0) => "0".to_owned(),
+                (stalled, dropped) => format!("{stalled} stalled, {dropped} dropped"),
             },
         );
     }
@@ -575,7 +596,9 @@ fn print_table(cluster: &Cluster, cells: &Cells, reps: usize, seconds: usize) {
          (+ for two nodes), and redis-server; msgs per CPU-s: messages delivered per second of CPU of \
          the servers and redis-server together (a fairer cost when other work shares the cores). PUBLISH: calls in Redis's INFO commandstats; a message \
          is one chat line, delivered to all N clients; messages / pipeline: the bridges' publishes \
-         per pipeline (one round trip to Redis, one look at the bridge's queue), all runs together."
+         per pipeline (one round trip to Redis, one look at the bridge's queue), all runs together; \
+         dropped: publishes the bridges' queues had no room for (`--max-queued`), lost to the other \
+         node, which stalls its clients' batch."
     );
 }
 
@@ -590,6 +613,8 @@ pub fn latency(args: &mut Args) -> Result<(), String> {
     args.finish()?;
     raise_nofile(subscribers as u64 + 1024)?;
     let mut rows = Vec::new();
+    // (setup, p50, p99) of each run, in ms.
+    let mut quantiles: Vec<(Setup, f64, f64)> = Vec::new();
     for rep in 1..=reps {
         for setup in Setup::ALL {
             let result = cluster.start(setup).and_then(|servers| {
@@ -607,6 +632,8 @@ pub fn latency(args: &mut Args) -> Result<(), String> {
             let row = match result {
                 Ok(r) => {
                     let ms = |k: &str| format!("{:.2}", r[k].as_f64().unwrap_or(0.0) / 1e6);
+                    let q = |k: &str| r[k].as_f64().unwrap_or(0.0) / 1e6;
+                    quantiles.push((setup, q("p50_ns"), q("p99_ns")));
                     format!(
                         "| {} | {rep} | {} | {} | {} | {} | {} | {} | {:.0}% |",
                         setup.label(),
@@ -644,6 +671,17 @@ pub fn latency(args: &mut Args) -> Result<(), String> {
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for row in rows {
         println!("{row}");
+    }
+    println!();
+    println!("| setup | p50 ms, median | p99 ms, median |");
+    println!("|---|---:|---:|");
+    for setup in Setup::ALL {
+        let runs: Vec<_> = quantiles.iter().filter(|q| q.0 == setup).collect();
+        if !runs.is_empty() {
+            let p50 = median(&runs.iter().map(|q| q.1).collect::<Vec<_>>());
+            let p99 = median(&runs.iter().map(|q| q.2).collect::<Vec<_>>());
+            println!("| {} | {p50:.2} | {p99:.2} |", setup.label());
+        }
     }
     Ok(())
 }
