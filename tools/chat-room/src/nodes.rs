@@ -377,25 +377,11 @@ fn measure(cluster: &mut Cluster, setup: Setup, opts: &client::Opts) -> Result<S
     let stats_after = stats(&servers)?;
     for server in &mut servers {
         if !server.alive() {
-            return Err(format!(
-                "{} exited: {}",
-                setup.label(),
-                server.output().join(" | ")
-            ));
+            let output = server.output().join(" | ");
+            return Err(format!("{} exited: {output}", setup.label()));
         }
     }
     let delta = |name| total(&stats_after, name) - total(&stats_before, name);
-    let failure = report["stalled_at"].is_number().then(|| {
-        format!(
-            "stalled ({} lost{})",
-            report["lost"],
-            if report["closed"] == true {
-                ", closed"
-            } else {
-                ""
-            }
-        )
-    });
     if let Some(late) = report["late_ms"].as_u64().filter(|&l| l > 0) {
         eprintln!("  (the client started measuring {late} ms late)");
     }
@@ -413,7 +399,19 @@ fn measure(cluster: &mut Cluster, setup: Setup, opts: &client::Opts) -> Result<S
         pipelines: delta("pipelines"),
         published: delta("published"),
         dropped: delta("dropped"),
-        failure,
+        failure: stall(&report),
+    })
+}
+
+/// How a client's run stalled, if it did.
+fn stall(report: &Value) -> Option<String> {
+    report["stalled_at"].is_number().then(|| {
+        let closed = if report["closed"] == true {
+            ", closed"
+        } else {
+            ""
+        };
+        format!("stalled ({} lost{closed})", report["lost"])
     })
 }
 
@@ -522,84 +520,91 @@ fn print_table(cluster: &Cluster, cells: &Cells, reps: usize, seconds: usize) {
     );
     println!("|---:|---:|---|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|");
     for ((n, m, setup), samples) in cells {
-        if samples.is_empty() {
-            println!(
-                "| {n} | {m} | {} | failed | | | | | | | | all |",
-                setup.label()
-            );
-            continue;
-        }
-        let rates: Vec<f64> = samples.iter().map(|s| s.msgs_per_s).collect();
-        let (lo, hi) = rates
-            .iter()
-            .fold((f64::MAX, 0.0f64), |(lo, hi), &v| (lo.min(v), hi.max(v)));
         let single = cells
             .iter()
             .find(|(k, _)| *k == (*n, *m, Setup::Single))
             .map(|(_, s)| s.as_slice())
             .unwrap_or_default();
-        // Run i of a setup against run i of the single node: measured
-        // seconds apart, so they see the same machine.
-        let ratios: Vec<f64> = samples
-            .iter()
-            .zip(single)
-            .filter(|(_, one)| one.msgs_per_s > 0.0)
-            .map(|(s, one)| s.msgs_per_s / one.msgs_per_s)
-            .collect();
-        let vs = match (setup, ratios.is_empty()) {
-            (Setup::Single, _) | (_, true) => "–".to_owned(),
-            _ => {
-                let each: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
-                format!("{:.2}× ({})", median(&ratios), each.join(", "))
-            }
-        };
-        let processes = samples[0].servers_cpu.len();
-        let cpu: Vec<String> = (0..processes)
-            .map(|i| format!("{:.0}%", med(samples, |s| s.servers_cpu[i])))
-            .collect();
-        let per = |num: &dyn Fn(&Sample) -> u64, den: &dyn Fn(&Sample) -> u64| {
-            let (num, den): (u64, u64) = samples
-                .iter()
-                .fold((0, 0), |(a, b), s| (a + num(s), b + den(s)));
-            match (*setup, den) {
-                (Setup::Single, _) | (_, 0) => "–".to_owned(),
-                _ => format!("{:.3}", num as f64 / den as f64),
-            }
-        };
-        // Every message published reaches all N clients.
-        let messages = |s: &Sample| s.delivered / *n as u64;
-        let stalled = samples.iter().filter(|s| s.failure.is_some()).count();
-        let dropped: u64 = samples.iter().map(|s| s.dropped).sum();
-        println!(
-            "| {n} | {m} | {} | {} | {}–{} | {vs} | {} | {:.0}% | {} | {:.0}% | {} | {} | {} | {} | {} |",
-            setup.label(),
-            si(median(&rates)),
-            si(lo),
-            si(hi),
-            cpu.join(" + "),
-            med(samples, |s| s.redis_cpu),
-            si(med(samples, Sample::per_cpu_second)),
-            med(samples, |s| s.client_cpu),
-            per(&|s| s.publish_calls, &|s| s.delivered),
-            per(&|s| s.publish_calls, &messages),
-            per(&|s| s.published, &|s| s.pipelines),
-            per(&|s| s.publish_calls, &|s| s.pipelines),
-            match (stalled, dropped) {
-                (0, 0) => "0".to_owned(),
-                (stalled, dropped) => format!("{stalled} stalled, {dropped} dropped"),
-            },
-        );
+        println!("{}", row((*n, *m, *setup), samples, single));
     }
     println!();
     println!(
         "CPU: % of one core over the measured seconds, median of the runs, each server process \
          (+ for two nodes), and redis-server; msgs per CPU-s: messages delivered per second of CPU of \
-         the servers and redis-server together (a fairer cost when other work shares the cores). PUBLISH: calls in Redis's INFO commandstats; a message \
-         is one chat line, delivered to all N clients; messages / pipeline: the bridges' publishes \
+         the servers and redis-server together (a fairer cost when other work shares the cores). \
+         PUBLISH: calls in Redis's INFO commandstats; a message is one chat line, delivered to all N clients; messages / pipeline: the bridges' publishes \
          per pipeline (one round trip to Redis, one look at the bridge's queue), all runs together; \
          dropped: publishes the bridges' queues had no room for (`--max-queued`), lost to the other \
          node, which stalls its clients' batch."
     );
+}
+
+/// The table's row of one cell; `single`: the same N × M on one plain node.
+fn row((n, m, setup): (usize, usize, Setup), samples: &[Sample], single: &[Sample]) -> String {
+    if samples.is_empty() {
+        return format!(
+            "| {n} | {m} | {} | failed |{}",
+            setup.label(),
+            " |".repeat(11)
+        );
+    }
+    let rates: Vec<f64> = samples.iter().map(|s| s.msgs_per_s).collect();
+    let (lo, hi) = rates
+        .iter()
+        .fold((f64::MAX, 0.0f64), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    let cpu: Vec<String> = (0..samples[0].servers_cpu.len())
+        .map(|i| format!("{:.0}%", med(samples, |s| s.servers_cpu[i])))
+        .collect();
+    let per = |num: &dyn Fn(&Sample) -> u64, den: &dyn Fn(&Sample) -> u64| {
+        let (num, den): (u64, u64) = samples
+            .iter()
+            .fold((0, 0), |(a, b), s| (a + num(s), b + den(s)));
+        match (setup, den) {
+            (Setup::Single, _) | (_, 0) => "–".to_owned(),
+            _ => format!("{:.3}", num as f64 / den as f64),
+        }
+    };
+    // Every message published reaches all N clients.
+    let messages = |s: &Sample| s.delivered / n as u64;
+    let stalled = samples.iter().filter(|s| s.failure.is_some()).count();
+    let dropped: u64 = samples.iter().map(|s| s.dropped).sum();
+    format!(
+        "| {n} | {m} | {} | {} | {}–{} | {} | {} | {:.0}% | {} | {:.0}% | {} | {} | {} | {} | {} |",
+        setup.label(),
+        si(median(&rates)),
+        si(lo),
+        si(hi),
+        versus(setup, samples, single),
+        cpu.join(" + "),
+        med(samples, |s| s.redis_cpu),
+        si(med(samples, Sample::per_cpu_second)),
+        med(samples, |s| s.client_cpu),
+        per(&|s| s.publish_calls, &|s| s.delivered),
+        per(&|s| s.publish_calls, &messages),
+        per(&|s| s.published, &|s| s.pipelines),
+        per(&|s| s.publish_calls, &|s| s.pipelines),
+        match (stalled, dropped) {
+            (0, 0) => "0".to_owned(),
+            (stalled, dropped) => format!("{stalled} stalled, {dropped} dropped"),
+        },
+    )
+}
+
+/// `vs 1 node`: the median of the per-run ratios, and each. Run i of a
+/// setup is against run i of the single node: measured seconds apart, so
+/// they see the same machine.
+fn versus(setup: Setup, samples: &[Sample], single: &[Sample]) -> String {
+    let ratios: Vec<f64> = samples
+        .iter()
+        .zip(single)
+        .filter(|(_, one)| one.msgs_per_s > 0.0)
+        .map(|(s, one)| s.msgs_per_s / one.msgs_per_s)
+        .collect();
+    if setup == Setup::Single || ratios.is_empty() {
+        return "–".to_owned();
+    }
+    let each: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+    format!("{:.2}× ({})", median(&ratios), each.join(", "))
 }
 
 /// `nodes-latency`: `latency` on one plain node, one bridged node, and
@@ -612,6 +617,11 @@ pub fn latency(args: &mut Args) -> Result<(), String> {
     let mut cluster = Cluster::parse(args)?;
     args.finish()?;
     raise_nofile(subscribers as u64 + 1024)?;
+    let client_args = [
+        format!("--subscribers={subscribers}"),
+        format!("--rate={rate}"),
+        format!("--seconds={seconds}"),
+    ];
     let mut rows = Vec::new();
     // (setup, p50, p99) of each run, in ms.
     let mut quantiles: Vec<(Setup, f64, f64)> = Vec::new();
@@ -619,32 +629,20 @@ pub fn latency(args: &mut Args) -> Result<(), String> {
         for setup in Setup::ALL {
             let result = cluster.start(setup).and_then(|servers| {
                 let subscribers_at = servers.last().ok_or("no server")?;
-                cluster.common.run_client(&[
+                let mut args = vec![
                     "latency-client".to_owned(),
                     format!("--addr={}", subscribers_at.addr),
                     format!("--publisher-addr={}", servers[0].addr),
                     format!("--server-pid={}", subscribers_at.pid),
-                    format!("--subscribers={subscribers}"),
-                    format!("--rate={rate}"),
-                    format!("--seconds={seconds}"),
-                ])
+                ];
+                args.extend(client_args.iter().cloned());
+                cluster.common.run_client(&args)
             });
             let row = match result {
                 Ok(r) => {
-                    let ms = |k: &str| format!("{:.2}", r[k].as_f64().unwrap_or(0.0) / 1e6);
                     let q = |k: &str| r[k].as_f64().unwrap_or(0.0) / 1e6;
                     quantiles.push((setup, q("p50_ns"), q("p99_ns")));
-                    format!(
-                        "| {} | {rep} | {} | {} | {} | {} | {} | {} | {:.0}% |",
-                        setup.label(),
-                        r["deliveries"],
-                        r["missing"],
-                        ms("p50_ns"),
-                        ms("p90_ns"),
-                        ms("p99_ns"),
-                        ms("max_ns"),
-                        r["server_cpu"].as_f64().unwrap_or(0.0),
-                    )
+                    latency_row(setup, rep, &r)
                 }
                 Err(error) => format!(
                     "| {} | {rep} | failed: {error} | | | | | | |",
@@ -672,6 +670,28 @@ pub fn latency(args: &mut Args) -> Result<(), String> {
     for row in rows {
         println!("{row}");
     }
+    print_latency_medians(&quantiles);
+    Ok(())
+}
+
+/// One run of `latency-client`, as a row of the table.
+fn latency_row(setup: Setup, rep: usize, r: &Value) -> String {
+    let ms = |k: &str| format!("{:.2}", r[k].as_f64().unwrap_or(0.0) / 1e6);
+    format!(
+        "| {} | {rep} | {} | {} | {} | {} | {} | {} | {:.0}% |",
+        setup.label(),
+        r["deliveries"],
+        r["missing"],
+        ms("p50_ns"),
+        ms("p90_ns"),
+        ms("p99_ns"),
+        ms("max_ns"),
+        r["server_cpu"].as_f64().unwrap_or(0.0),
+    )
+}
+
+/// The median p50 and p99 of each setup's runs.
+fn print_latency_medians(quantiles: &[(Setup, f64, f64)]) {
     println!();
     println!("| setup | p50 ms, median | p99 ms, median |");
     println!("|---|---:|---:|");
@@ -683,7 +703,6 @@ pub fn latency(args: &mut Args) -> Result<(), String> {
             println!("| {} | {p50:.2} | {p99:.2} |", setup.label());
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]
