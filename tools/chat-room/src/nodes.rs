@@ -504,13 +504,13 @@ fn print_table(cluster: &Cluster, cells: &Cells, reps: usize, seconds: usize) {
     println!(
         "Chat room across nodes, messages received per second: median second of each {seconds} s run, \
          median of {reps} runs (servers and redis-server {} pinned to core(s) {}, client to {}; \
-         bridge queue: {} messages)",
+         bridge queue: {})",
         cluster.redis.version,
         core_list(&common.server_cores),
         core_list(&common.client_cores),
         cluster
             .max_queued
-            .map_or("the default".to_owned(), |n| format!("{n}")),
+            .map_or("the default".to_owned(), |n| format!("{n} messages")),
     );
     println!();
     println!(
