@@ -1,27 +1,39 @@
 //! The bytes a node puts on a Redis channel: who sent a message and how,
-//! then the message itself. Pure code, no I/O.
+//! then the message itself, or several messages of one topic in a row.
+//! Pure code, no I/O.
 //!
 //! ```text
 //! offset  size  field
-//! 0       1     version, 1
-//! 1       1     flags: bit 0 binary (else text), bit 1 compress; others 0
+//! 0       1     version: 1 one message, 2 a batch
+//! 1       1     version 1: flags, bit 0 binary (else text), bit 1
+//!               compress; others 0. Version 2: 0
 //! 2       8     node id, big-endian: the publishing node, so it can skip
 //!               its own messages when Redis echoes them back
-//! 10      ..    payload, the message's bytes as they were published
+//! 10      ..    version 1: the payload, the message's bytes as they were
+//!               published. Version 2: the messages in the order they
+//!               were published, each as flags (1 byte, as above), payload
+//!               length (4 bytes, big-endian), payload
 //! ```
 //!
 //! A node ignores (and counts as malformed) anything shorter than the
-//! header, of another version, with unknown flags, or text that is not
-//! UTF-8: other software may publish on the same channels.
+//! header, of another version, with unknown flags, text that is not UTF-8,
+//! or a batch whose last message runs past its end: other software may
+//! publish on the same channels. A batch is taken whole or not at all.
+
+use std::ops::Range;
 
 use bytes::Bytes;
 
 use crate::Message;
 
-/// The version this node writes and reads.
+/// The version of an envelope of one message.
 const VERSION: u8 = 1;
+/// The version of an envelope of several messages.
+const BATCH: u8 = 2;
 /// Bytes before the payload.
 pub(crate) const HEADER_LEN: usize = 10;
+/// Bytes before each payload of a batch: flags and length.
+pub(crate) const ENTRY_LEN: usize = 5;
 const BINARY: u8 = 0b01;
 const COMPRESS: u8 = 0b10;
 
@@ -40,17 +52,17 @@ pub(crate) struct Envelope {
 pub(crate) enum Malformed {
     #[error("shorter than the {HEADER_LEN}-byte header")]
     Short,
-    #[error("version {0}, not {VERSION}")]
+    #[error("version {0}, not {VERSION} or {BATCH}")]
     Version(u8),
     #[error("unknown flags {0:#04x}")]
     Flags(u8),
     #[error("a text message that is not UTF-8")]
     NotUtf8,
+    #[error("a batch whose last message runs past its end")]
+    Truncated,
 }
 
-/// The envelope of `message`, published by `node`: one buffer, one copy of
-/// the payload.
-pub(crate) fn encode(node: u64, message: &Message, compress: bool) -> Vec<u8> {
+fn flags(message: &Message, compress: bool) -> u8 {
     let mut flags = 0;
     if message.is_binary() {
         flags |= BINARY;
@@ -58,11 +70,46 @@ pub(crate) fn encode(node: u64, message: &Message, compress: bool) -> Vec<u8> {
     if compress {
         flags |= COMPRESS;
     }
+    flags
+}
+
+/// The envelope of `message`, published by `node`: one buffer, one copy of
+/// the payload.
+pub(crate) fn encode(node: u64, message: &Message, compress: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_LEN + message.len());
     out.push(VERSION);
-    out.push(flags);
+    out.push(flags(message, compress));
     out.extend_from_slice(&node.to_be_bytes());
     out.extend_from_slice(message.as_bytes());
+    out
+}
+
+/// The envelope of `messages` (message, compress), published by `node` in
+/// this order: one message as [`encode`] writes it, several as a batch.
+/// Each payload must be shorter than 4 GiB.
+pub(crate) fn encode_all<'a>(
+    node: u64,
+    messages: impl ExactSizeIterator<Item = (&'a Message, bool)> + Clone,
+) -> Vec<u8> {
+    let mut messages = messages;
+    if messages.len() == 1 {
+        let (message, compress) = messages.next().unwrap_or_else(|| unreachable!());
+        return encode(node, message, compress);
+    }
+    let len = messages
+        .clone()
+        .map(|(m, _)| ENTRY_LEN + m.len())
+        .sum::<usize>();
+    let mut out = Vec::with_capacity(HEADER_LEN + len);
+    out.push(BATCH);
+    out.push(0);
+    out.extend_from_slice(&node.to_be_bytes());
+    for (message, compress) in messages {
+        let len = u32::try_from(message.len()).expect("a payload under 4 GiB");
+        out.push(flags(message, compress));
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(message.as_bytes());
+    }
     out
 }
 
@@ -73,28 +120,53 @@ pub(crate) fn sender(bytes: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(id.try_into().ok()?))
 }
 
-/// Reads an envelope, copying its payload once.
-pub(crate) fn decode(bytes: &[u8]) -> Result<Envelope, Malformed> {
-    let (header, payload) = bytes.split_at_checked(HEADER_LEN).ok_or(Malformed::Short)?;
+/// Reads an envelope of one message or a batch, copying the payloads once
+/// (into one buffer the messages share).
+pub(crate) fn decode(bytes: &[u8]) -> Result<Vec<Envelope>, Malformed> {
+    let (header, body) = bytes.split_at_checked(HEADER_LEN).ok_or(Malformed::Short)?;
     let node = sender(header).ok_or(Malformed::Short)?;
-    if header[0] != VERSION {
-        return Err(Malformed::Version(header[0]));
-    }
-    let flags = header[1];
-    if flags & !(BINARY | COMPRESS) != 0 {
-        return Err(Malformed::Flags(flags));
-    }
-    let payload = Bytes::copy_from_slice(payload);
-    let message = if flags & BINARY != 0 {
-        Message::binary(payload)
-    } else {
-        Message::text_from_utf8(payload).map_err(|_| Malformed::NotUtf8)?
+    let entries = match header[0] {
+        VERSION => vec![(header[1], 0..body.len())],
+        BATCH if header[1] == 0 => entries(body)?,
+        BATCH => return Err(Malformed::Flags(header[1])),
+        other => return Err(Malformed::Version(other)),
     };
-    Ok(Envelope {
-        node,
-        compress: flags & COMPRESS != 0,
-        message,
-    })
+    let body = Bytes::copy_from_slice(body);
+    entries
+        .into_iter()
+        .map(|(flags, range)| {
+            if flags & !(BINARY | COMPRESS) != 0 {
+                return Err(Malformed::Flags(flags));
+            }
+            let payload = body.slice(range);
+            let message = if flags & BINARY != 0 {
+                Message::binary(payload)
+            } else {
+                Message::text_from_utf8(payload).map_err(|_| Malformed::NotUtf8)?
+            };
+            Ok(Envelope {
+                node,
+                compress: flags & COMPRESS != 0,
+                message,
+            })
+        })
+        .collect()
+}
+
+/// The flags and the payload's place in `body` of each message of a batch.
+fn entries(body: &[u8]) -> Result<Vec<(u8, Range<usize>)>, Malformed> {
+    let mut entries = Vec::new();
+    let mut at = 0;
+    while at < body.len() {
+        let head = body.get(at..at + ENTRY_LEN).ok_or(Malformed::Truncated)?;
+        let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+        let start = at + ENTRY_LEN;
+        let end = start.checked_add(len).filter(|&end| end <= body.len());
+        let end = end.ok_or(Malformed::Truncated)?;
+        entries.push((head[0], start..end));
+        at = end;
+    }
+    Ok(entries)
 }
 
 #[cfg(test)]
@@ -111,11 +183,17 @@ mod tests {
         #[test]
         fn any_bytes_decode_or_fail_without_panicking(bytes in prop::collection::vec(any::<u8>(), 0..64)) {
             match decode(&bytes) {
-                Ok(envelope) => {
-                    prop_assert_eq!(envelope.message.as_bytes(), &bytes[HEADER_LEN..]);
-                    prop_assert_eq!(Some(envelope.node), sender(&bytes));
+                Ok(envelopes) if bytes[0] == VERSION => {
+                    prop_assert_eq!(envelopes.len(), 1);
+                    prop_assert_eq!(envelopes[0].message.as_bytes(), &bytes[HEADER_LEN..]);
+                    prop_assert_eq!(Some(envelopes[0].node), sender(&bytes));
                 }
-                Err(_) => prop_assert!(bytes.len() < HEADER_LEN || bytes[0] != VERSION || bytes[1] > 3 || bytes[1] & BINARY == 0),
+                Ok(envelopes) => {
+                    prop_assert_eq!(bytes[0], BATCH);
+                    let payloads: usize = envelopes.iter().map(|e| ENTRY_LEN + e.message.len()).sum();
+                    prop_assert_eq!(HEADER_LEN + payloads, bytes.len());
+                }
+                Err(_) => prop_assert!(bytes.len() < HEADER_LEN || bytes[0] == BATCH || bytes[0] != VERSION || bytes[1] > 3 || bytes[1] & BINARY == 0),
             }
         }
 
@@ -128,8 +206,43 @@ mod tests {
             compress in any::<bool>(),
         ) {
             let message = if binary { Message::binary(payload) } else { Message::from(text) };
-            let envelope = decode(&encode(node, &message, compress)).unwrap();
-            prop_assert_eq!(envelope, Envelope { node, compress, message });
+            let envelopes = decode(&encode(node, &message, compress)).unwrap();
+            prop_assert_eq!(envelopes, vec![Envelope { node, compress, message }]);
+        }
+
+        /// A batch comes back whole and in order, whatever its messages.
+        #[test]
+        fn every_batch_round_trips(
+            node in any::<u64>(),
+            messages in prop::collection::vec((prop::collection::vec(any::<u8>(), 0..64), ".{0,16}", any::<bool>(), any::<bool>()), 0..16),
+        ) {
+            let sent: Vec<Envelope> = messages
+                .into_iter()
+                .map(|(payload, text, binary, compress)| Envelope {
+                    node,
+                    compress,
+                    message: if binary { Message::binary(payload) } else { Message::from(text) },
+                })
+                .collect();
+            let bytes = encode_all(node, sent.iter().map(|e| (&e.message, e.compress)));
+            prop_assert_eq!(bytes[0], if sent.len() == 1 { VERSION } else { BATCH });
+            prop_assert_eq!(sender(&bytes), Some(node));
+            prop_assert_eq!(decode(&bytes).unwrap(), sent);
+        }
+
+        /// A batch cut short is refused, unless the cut falls between two
+        /// messages: then it reads as the messages before it.
+        #[test]
+        fn a_batch_cut_short_is_refused_or_its_whole_first_messages(cut in 1usize..=32) {
+            let messages = [Message::from("one"), Message::binary(vec![1u8; 9]), Message::from("three")];
+            let bytes = encode_all(7, messages.iter().map(|m| (m, false)));
+            let short = &bytes[..bytes.len() - cut];
+            if let Ok(got) = decode(short) {
+                prop_assert!(got.len() < messages.len());
+                for (envelope, message) in got.iter().zip(&messages) {
+                    prop_assert_eq!(&envelope.message, message);
+                }
+            }
         }
     }
 
@@ -146,14 +259,14 @@ mod tests {
                 let bytes = encode(node, &message, compress);
                 assert_eq!(bytes.len(), HEADER_LEN + message.len());
                 assert_eq!(sender(&bytes), Some(node));
-                let envelope = decode(&bytes).unwrap();
+                let envelopes = decode(&bytes).unwrap();
                 assert_eq!(
-                    envelope,
-                    Envelope {
+                    envelopes,
+                    [Envelope {
                         node,
                         compress,
                         message: message.clone()
-                    }
+                    }]
                 );
             }
         }
@@ -165,6 +278,14 @@ mod tests {
         assert_eq!(bytes, [1, 0b11, 0, 0, 0, 0, 0, 0, 0, 1, 9]);
         let bytes = encode(u64::MAX, &Message::from("a"), false);
         assert_eq!(bytes, [1, 0, 255, 255, 255, 255, 255, 255, 255, 255, b'a']);
+        let messages = [Message::from("a"), Message::binary(vec![9u8, 8])];
+        let bytes = encode_all(1, messages.iter().zip([false, true]));
+        #[rustfmt::skip]
+        assert_eq!(bytes, [
+            2, 0, 0, 0, 0, 0, 0, 0, 0, 1,
+            0, 0, 0, 0, 1, b'a',
+            0b11, 0, 0, 0, 2, 9, 8,
+        ]);
     }
 
     #[test]
@@ -173,8 +294,8 @@ mod tests {
         assert_eq!(decode(b"hello"), Err(Malformed::Short));
         assert_eq!(sender(b"hello"), None);
         let mut bytes = encode(3, &Message::from("x"), false);
-        bytes[0] = 2;
-        assert_eq!(decode(&bytes), Err(Malformed::Version(2)));
+        bytes[0] = 3;
+        assert_eq!(decode(&bytes), Err(Malformed::Version(3)));
         bytes[0] = VERSION;
         bytes[1] = 0b100;
         assert_eq!(decode(&bytes), Err(Malformed::Flags(0b100)));
@@ -183,6 +304,21 @@ mod tests {
         assert_eq!(decode(&bytes), Err(Malformed::NotUtf8));
         // The same bytes as binary are fine.
         bytes[1] = BINARY;
-        assert!(decode(&bytes).unwrap().message.is_binary());
+        assert!(decode(&bytes).unwrap()[0].message.is_binary());
+        // A batch: flags in its header, a bad entry, one cut short.
+        let messages = [Message::from("x"), Message::from("y")];
+        let mut bytes = encode_all(3, messages.iter().map(|m| (m, false)));
+        bytes[1] = 1;
+        assert_eq!(decode(&bytes), Err(Malformed::Flags(1)));
+        bytes[1] = 0;
+        bytes[HEADER_LEN] = 0b100;
+        assert_eq!(decode(&bytes), Err(Malformed::Flags(0b100)));
+        bytes[HEADER_LEN] = 0;
+        bytes[HEADER_LEN + ENTRY_LEN] = 0xff;
+        assert_eq!(decode(&bytes), Err(Malformed::NotUtf8));
+        bytes[HEADER_LEN + ENTRY_LEN] = b'x';
+        assert_eq!(decode(&bytes[..bytes.len() - 1]), Err(Malformed::Truncated));
+        assert_eq!(decode(&bytes[..HEADER_LEN + 3]), Err(Malformed::Truncated));
+        assert_eq!(decode(&bytes).unwrap().len(), 2);
     }
 }

@@ -47,9 +47,12 @@
 //!   a round trip after the topic's first local subscriber.
 //! - **Batched.** The hub only queues (its [`Bridge`] calls
 //!   run under its locks); a task of the bridge's own takes everything
-//!   queued at once and sends it as one pipeline of PUBLISHes, one round
-//!   trip, and folds subscription changes the same way (a topic opened and
-//!   closed between two looks costs Redis nothing).
+//!   queued at once and sends it as one pipeline, one round trip, and
+//!   folds subscription changes the same way (a topic opened and closed
+//!   between two looks costs Redis nothing). In that pipeline, the
+//!   messages to one topic that follow each other share one PUBLISH (up to
+//!   256 KiB of them): under load, a node sends about one command per
+//!   topic per look, not one per message ([`Stats::publishes`]).
 //! - **Framed once per node.** A message from Redis is delivered with one
 //!   [`Hub::publish_local_with`](crate::Hub::publish_local_with), which
 //!   frames (and compresses) it once for all local subscribers.
@@ -60,11 +63,14 @@
 //!
 //! # On the wire
 //!
-//! Each message travels as an envelope: a version byte (1), a flags byte
-//! (bit 0 binary, bit 1 compress), the publishing node's id (8 bytes,
-//! big-endian), then the payload. A node skips its own messages when Redis
-//! echoes them back, and ignores (counting them in [`Stats::malformed`])
-//! messages that are not envelopes.
+//! Each PUBLISH carries an envelope: a version byte, a flags byte, the
+//! publishing node's id (8 bytes, big-endian), then either one message's
+//! payload (version 1; flags: bit 0 binary, bit 1 compress) or several
+//! messages in order (version 2; flags 0), each as its flags byte, its
+//! length (4 bytes, big-endian) and its payload. A node skips its own
+//! messages when Redis echoes them back, and ignores (counting them in
+//! [`Stats::malformed`]) messages that are not envelopes; a batch is taken
+//! whole or not at all.
 //!
 //! # When Redis goes away
 //!

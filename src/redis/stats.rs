@@ -15,6 +15,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 pub struct Stats {
     /// Messages this node PUBLISHed to Redis (acknowledged by it).
     pub published: u64,
+    /// PUBLISH commands those messages travelled in: the messages to one
+    /// topic that are next to each other in a pipeline share one.
+    pub publishes: u64,
     /// Pipelines those PUBLISHes travelled in: one round trip each.
     pub pipelines: u64,
     /// Messages from other nodes delivered to this node's subscribers.
@@ -35,6 +38,7 @@ pub struct Stats {
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub(crate) published: AtomicU64,
+    pub(crate) publishes: AtomicU64,
     pub(crate) pipelines: AtomicU64,
     pub(crate) received: AtomicU64,
     pub(crate) dropped: AtomicU64,
@@ -53,6 +57,7 @@ impl Counters {
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         Stats {
             published: load(&self.published),
+            publishes: load(&self.publishes),
             pipelines: load(&self.pipelines),
             received: load(&self.received),
             dropped: load(&self.dropped),

@@ -19,8 +19,36 @@ use super::stats::Counters;
 use crate::Hub;
 use crate::hub::HubInner;
 
-/// Publishes per pipeline, at most.
-const PIPELINE: usize = 1024;
+/// Publishes per pipeline, at most. The messages of one topic share a
+/// PUBLISH, so a pipeline is a few commands however many it carries: taking
+/// many per look lets one round trip at a time keep up with a busy node.
+const PIPELINE: usize = 8192;
+
+/// Payload bytes per PUBLISH of several messages, at most: a larger message
+/// goes alone. Keeps each channel message well under Redis's output buffer
+/// limit for pub/sub clients (8 MiB soft by default).
+const ENVELOPE_BYTES: usize = 256 * 1024;
+
+/// `batch` cut into runs of messages to one topic, in order, each run at
+/// most [`ENVELOPE_BYTES`] of payload or a single message: one PUBLISH each.
+fn runs(batch: &[Outgoing]) -> impl Iterator<Item = &[Outgoing]> {
+    let mut rest = batch;
+    std::iter::from_fn(move || {
+        let first = rest.first()?;
+        let mut bytes = first.message.len();
+        let mut end = 1;
+        while let Some(next) = rest.get(end) {
+            bytes += envelope::ENTRY_LEN + next.message.len();
+            if next.topic != first.topic || bytes > ENVELOPE_BYTES {
+                break;
+            }
+            end += 1;
+        }
+        let (run, after) = rest.split_at(end);
+        rest = after;
+        Some(run)
+    })
+}
 
 /// The state of the bridge's task.
 pub(crate) struct Task {
@@ -101,23 +129,28 @@ impl Task {
         }
     }
 
-    /// Sends the batch as one pipeline of PUBLISHes.
+    /// Sends the batch as one pipeline: one PUBLISH for each run of
+    /// messages to the same topic, in order (see [`envelope`]).
     async fn publish(&mut self, link: &mut Link) -> Result<(), Lost> {
         let mut pipeline = ::redis::pipe();
-        let mut bytes = 0;
+        let bytes = self.batch.iter().map(|out| out.message.len()).sum();
         let count = self.batch.len();
-        for out in self.batch.drain(..) {
-            bytes += out.message.len();
+        let mut commands = 0;
+        for run in runs(&self.batch) {
+            let messages = run.iter().map(|out| (&out.message, out.compress));
             pipeline
                 .cmd("PUBLISH")
-                .arg(self.options.prefix.clone() + &out.topic)
-                .arg(envelope::encode(self.node, &out.message, out.compress));
+                .arg(self.channel(&run[0].topic))
+                .arg(envelope::encode_all(self.node, messages));
+            commands += 1;
         }
+        self.batch.clear();
         self.shared.dequeued(bytes);
         let counters = &self.shared.counters;
         match link.publish(&pipeline).await {
             Ok(()) => {
                 Counters::add(&counters.published, count);
+                Counters::add(&counters.publishes, commands);
                 Counters::add(&counters.pipelines, 1);
                 Ok(())
             }
@@ -137,15 +170,19 @@ impl Task {
             return;
         }
         let topic = msg.get_channel_name().strip_prefix(&self.options.prefix);
-        let (Some(topic), Ok(envelope)) = (topic, envelope::decode(payload)) else {
+        let (Some(topic), Ok(envelopes)) = (topic, envelope::decode(payload)) else {
             Counters::add(&counters.malformed, 1);
             return;
         };
         let Some(hub) = self.hub.upgrade() else {
             return;
         };
-        Hub::from_inner(hub).publish_local_with(topic, envelope.message, envelope.compress);
-        Counters::add(&counters.received, 1);
+        let hub = Hub::from_inner(hub);
+        let count = envelopes.len();
+        for envelope in envelopes {
+            hub.publish_local_with(topic, envelope.message, envelope.compress);
+        }
+        Counters::add(&counters.received, count);
     }
 
     /// Waits out the backoff and connects again; `None` once the hub is

@@ -24,6 +24,9 @@ use crate::wire::{
 #[derive(Clone)]
 pub struct Opts {
     pub addr: SocketAddr,
+    /// A second server in the same room (another node of a Redis-bridged
+    /// hub, `nodes`): every odd-numbered client connects there instead.
+    pub peer: Option<SocketAddr>,
     pub clients: usize,
     pub messages: usize,
     pub seconds: usize,
@@ -49,6 +52,11 @@ impl Opts {
     pub fn parse(args: &mut Args) -> Result<Self, String> {
         Ok(Self {
             addr: args.get("addr", SocketAddr::from(([127, 0, 0, 1], 4001)))?,
+            peer: args
+                .value("peer")
+                .map(|p| p.parse())
+                .transpose()
+                .map_err(|e| format!("--peer: {e}"))?,
             clients: args.get("clients", 32)?,
             messages: args.get("messages", 50)?,
             seconds: args.get("seconds", 10)?,
@@ -96,6 +104,9 @@ impl Opts {
         }
         if let Some(dir) = &self.tls {
             args.push(format!("--tls={}", dir.display()));
+        }
+        if let Some(peer) = self.peer {
+            args.push(format!("--peer={peer}"));
         }
         args
     }
@@ -157,7 +168,11 @@ async fn run(opts: &Opts) -> Result<Value, String> {
             Some(room) => format!("name={}&room={room}", name(i)),
             None => format!("name={}", name(i)),
         };
-        let connected = connect_with(opts.addr, &query, &mut rng, offer, connector.as_ref())
+        let addr = match opts.peer {
+            Some(peer) if i % 2 == 1 => peer,
+            _ => opts.addr,
+        };
+        let connected = connect_with(addr, &query, &mut rng, offer, connector.as_ref())
             .await
             .map_err(|e| format!("connecting client {i}: {e}"))?;
         agreed.push(connected.deflate);

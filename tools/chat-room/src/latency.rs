@@ -105,6 +105,8 @@ pub fn client_main(args: &mut Args) -> Result<(), String> {
     let subscribers: usize = args.get("subscribers", 1000)?;
     let rate: u32 = args.get("rate", 200)?;
     let seconds: u32 = args.get("seconds", 10)?;
+    // `nodes-latency`: the publisher on another node than the subscribers.
+    let publisher_addr: SocketAddr = args.get("publisher-addr", addr)?;
     args.finish()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -128,7 +130,7 @@ pub fn client_main(args: &mut Args) -> Result<(), String> {
             tokio::task::spawn_local(subscriber(stream, early, Rc::clone(&probe)));
         }
         let mut rng = Rng::new(u64::MAX);
-        let (publisher, _) = connect(addr, "pub", &mut rng)
+        let (publisher, _) = connect(publisher_addr, "pub", &mut rng)
             .await
             .map_err(|e| format!("connecting the publisher: {e}"))?;
         let (mut own_reader, mut writer) = publisher.into_split();

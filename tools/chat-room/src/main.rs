@@ -36,6 +36,14 @@
 //!     --server-cores 0-7 --client-cores 8-15
 //! ```
 //!
+//! Across nodes (`nodes`, `nodes-latency`): the same room on wshub servers
+//! bridged through a redis-server the tool starts itself:
+//!
+//! ```text
+//! cargo run --release -p chat-room -- nodes --clients 16,32 --messages 50 --reps 3 --seconds 5
+//! cargo run --release -p chat-room -- nodes-latency --subscribers 1000 --rate 200
+//! ```
+//!
 //! One binary plays every role: the orchestrators (`run`, `multicore`, `rss`,
 //! `latency`, `slow`) start each server pinned to its core(s) and re-run this
 //! binary as the load client(s), pinned to others.
@@ -44,6 +52,7 @@ mod args;
 mod client;
 mod latency;
 mod multicore;
+mod nodes;
 mod orchestra;
 mod rss;
 mod servers;
@@ -95,6 +104,19 @@ commands:
       --reps 3   --readers 4   --messages 16384   --message-bytes 65536
       --window 64   messages the publisher may be ahead of the slowest fast reader
       --stall-timeout 10
+  nodes           the chat room across wshub nodes bridged through a redis-server of its
+                  own: one node without Redis, one node with it, two nodes with the
+                  clients split half/half; msgs/s, ratio to one node, CPU of each server
+                  and of redis-server, PUBLISH calls and pipelines per message
+      --clients 16,32   --messages 50   --reps 3   --seconds 5   --stall-timeout 5
+      --redis-server PATH (default redis-server)   --redis-cores LIST (default:
+                  the server cores)   --max-queued N   the bridges' queue (default 16384)
+  nodes-latency   `latency` on those three: across nodes, the publisher on node A and
+                  every subscriber on node B
+      --subscribers 1000   --rate 200   --seconds 10   --reps 1   (--redis-* as above)
+  node --addr HOST:PORT --redis URL [--threads T --max-queued N]
+                  the wshub chat server on a hub bridged through Redis; GET /stats
+                  gives the bridge's counters
   server KIND --addr HOST:PORT [--threads T] [--exit-after S] [--tls DIR]
                   one chat server (wshub, wshub-ct, wshub-hyper, wshub-deflate-MODE, axum,
                   axum-batched), or wshub-slow / wshub-slow-close: every binary message
@@ -144,6 +166,9 @@ fn main() -> ExitCode {
         "rss" => rss::orchestrate(&mut args),
         "latency" => latency::orchestrate(&mut args),
         "slow" => slow::orchestrate(&mut args),
+        "nodes" => nodes::orchestrate(&mut args),
+        "nodes-latency" => nodes::latency(&mut args),
+        "node" => nodes::node_main(&mut args),
         "server" => servers::main(&mut args),
         "client" => client::main(&mut args),
         "rss-client" => rss::client_main(&mut args),

@@ -77,6 +77,7 @@ pub fn orchestrate(args: &mut Args) -> Result<(), String> {
                         // Address, server, room and start time come per run.
                         let opts = client::Opts {
                             addr: ([127, 0, 0, 1], 0).into(),
+                            peer: None,
                             clients: n,
                             messages: m,
                             seconds,

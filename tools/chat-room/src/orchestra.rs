@@ -149,7 +149,7 @@ impl Common {
         client_result(spawn_client(&self.client_cores, args)?)
     }
 
-    fn free_addr(&mut self) -> Result<SocketAddr, String> {
+    pub fn free_addr(&mut self) -> Result<SocketAddr, String> {
         for _ in 0..1000 {
             let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
             self.port = if self.port >= 60000 {
@@ -285,7 +285,7 @@ pub struct Server {
 }
 
 impl Server {
-    fn spawn(kind: &str, addr: SocketAddr, mut command: Command) -> Result<Self, String> {
+    pub fn spawn(kind: &str, addr: SocketAddr, mut command: Command) -> Result<Self, String> {
         let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -422,6 +422,7 @@ pub fn throughput(args: &mut Args) -> Result<(), String> {
                     let label = format!("[{done}/{total}] {kind:<12} N={n:<3} M={m:<5} rep {rep}");
                     let opts = client::Opts {
                         addr: ([127, 0, 0, 1], 0).into(),
+                        peer: None,
                         clients: n,
                         messages: m,
                         seconds,

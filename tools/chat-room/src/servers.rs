@@ -17,7 +17,7 @@ use axum::serve::ListenerExt as _;
 use futures_util::{SinkExt as _, StreamExt as _};
 use tokio::sync::broadcast;
 use wshub::{
-    Compression, Compressor, Config, Handler, Message, Upgrade, WebSocket, WebSocketLayer,
+    Compression, Compressor, Config, Handler, Hub, Message, Upgrade, WebSocket, WebSocketLayer,
 };
 
 use crate::args::Args;
@@ -291,6 +291,12 @@ impl Handler for Chat {
 }
 
 pub fn wshub_app(compression: Compression) -> Router {
+    wshub_app_on(Hub::new(), compression)
+}
+
+/// The wshub chat app with its sockets on `hub` (for `nodes`: a hub bridged
+/// to other processes through Redis).
+pub fn wshub_app_on(hub: Hub, compression: Compression) -> Router {
     Router::new()
         .route(
             "/",
@@ -306,11 +312,13 @@ pub fn wshub_app(compression: Compression) -> Router {
             ),
         )
         .layer(
-            WebSocketLayer::new(Chat).config(
-                Config::default()
-                    .publish_to_self(true)
-                    .compression(compression),
-            ),
+            WebSocketLayer::new(Chat)
+                .config(
+                    Config::default()
+                        .publish_to_self(true)
+                        .compression(compression),
+                )
+                .with_hub(hub),
         )
 }
 
