@@ -51,7 +51,11 @@
 //!
 //! - **`axum`** (default): the axum extractor impls and [`serve`].
 //! - **`tls`**: `wss://` with rustls — `Serve::tls` and the `tls` module
-//!   (certificates from PEM, reloaded without a restart).
+//!   (certificates from PEM, reloaded without a restart); with `client`,
+//!   `wss://` URLs for the client too.
+//! - **`client`**: the WebSocket client, `wshub::Client` and `wshub::connect`.
+//! - **`redis`**: one hub across server processes through Redis pub/sub
+//!   (`wshub::redis`).
 //! - **`full`**: all of the above.
 //!
 //! # How it works: tasks, threads, ownership
@@ -61,7 +65,10 @@
 //! starts no threads of its own.
 //!
 //! - **One task per socket** owns the connection: it reads, runs the
-//!   handler, and writes. Nothing else touches the stream.
+//!   handler, and writes. Nothing else touches the stream. A client socket
+//!   is the same task in the client role: its frames are masked (so it
+//!   reads topics through a lane of its own) and it leaves closing TCP to
+//!   the server.
 //! - **The outbox** (one per socket, one lock) is the only state other tasks
 //!   touch: sends queue encoded frames into it, publishes open a *cursor* in
 //!   it into a topic's shared batch, and `close`/`terminate`/the idle sweeper

@@ -3,14 +3,14 @@
 //!
 //! A client socket is a [`WebSocket`] like the server's: the same frames
 //! codec, close handshake, ping/pong and idle pings, payload limit, UTF-8
-//! checks, `permessage-deflate`, backpressure and [`SendStatus`] answers,
+//! checks, `permessage-deflate`, backpressure and [`SendStatus`](crate::SendStatus) answers,
 //! run by the same connection task. Only the masking of outgoing frames and
 //! the opening handshake are the client's own.
 //!
 //! Two ways to use it:
 //!
 //! - **As a stream**: [`Client::connect`] gives a [`ClientSocket`], a
-//!   [`Stream`](futures_util::Stream) of [`Message`]s with `send` and `close`.
+//!   [`Stream`](futures_util::Stream) of [`Message`](crate::Message)s with `send` and `close`.
 //! - **With a [`Handler`]**: [`Client::connect_with`] runs the socket with
 //!   `open` / `message` / `close` / `drain`, so one handler type can serve
 //!   both sides.
