@@ -37,7 +37,8 @@ import sys
 
 from websockets.asyncio.client import connect
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
-from websockets.frames import Opcode
+
+from rsv1 import count_rsv1
 
 OFFERS = {
     "default": {},
@@ -46,8 +47,6 @@ OFFERS = {
     "client_max_window_bits=9": {"client_max_window_bits": 9},
     "server_no_context_takeover": {"server_no_context_takeover": True},
 }
-
-DATA = (Opcode.TEXT, Opcode.BINARY)
 
 
 def messages(sizes, seed):
@@ -72,26 +71,6 @@ def messages(sizes, seed):
         out.append((f"binary/compressible/{size}", bytes(i % 7 for i in range(size))))
         out.append((f"binary/random/{size}", rng.randbytes(size)))
     return out
-
-
-def count_rsv1(ws, result):
-    """Wraps the negotiated extension to count data frames with RSV1 each way."""
-    for extension in ws.protocol.extensions:
-        decode, encode = extension.decode, extension.encode
-
-        def counted_decode(frame, *args, _decode=decode, **kwargs):
-            if frame.opcode in DATA:
-                key = "received_compressed" if frame.rsv1 else "received_plain"
-                result[key] += 1
-            return _decode(frame, *args, **kwargs)
-
-        def counted_encode(frame, *args, _encode=encode, **kwargs):
-            frame = _encode(frame, *args, **kwargs)
-            if frame.opcode in DATA and frame.rsv1:
-                result["sent_compressed"] += 1
-            return frame
-
-        extension.decode, extension.encode = counted_decode, counted_encode
 
 
 async def run(args, result):
