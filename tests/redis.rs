@@ -16,7 +16,7 @@ use axum::routing::get;
 use common::deflate::{ClientInflater, DeflateWs};
 use common::*;
 use futures_util::StreamExt as _;
-use redis_server::RedisServer;
+use redis_server::{RedisCluster, RedisServer};
 use wshub::redis::{Options, RedisBridge, Stats};
 use wshub::{Config, Handler, Message, Upgrade, WebSocket, WebSocketLayer};
 
@@ -93,18 +93,35 @@ impl Node {
         Self::start_with(redis, Config::default()).await
     }
 
-    async fn start_with(redis: &RedisServer, config: Config) -> Self {
-        let options = Options::default()
+    /// Short timeouts and backoffs, so outages show quickly.
+    fn options() -> Options {
+        Options::default()
             .timeout(Duration::from_secs(2))
             .ping_every(Duration::from_millis(50))
-            .reconnect_backoff(Duration::from_millis(20), Duration::from_millis(200));
-        Self::start_with_options(redis, config, options).await
+            .reconnect_backoff(Duration::from_millis(20), Duration::from_millis(200))
+    }
+
+    async fn start_with(redis: &RedisServer, config: Config) -> Self {
+        Self::start_with_options(redis, config, Self::options()).await
     }
 
     async fn start_with_options(redis: &RedisServer, config: Config, options: Options) -> Self {
         let bridge = RedisBridge::connect_with(&redis.url(), options)
             .await
             .expect("a bridge to the test's redis-server");
+        Self::listen(bridge, config).await
+    }
+
+    /// A node on `cluster`, through sharded pub/sub.
+    async fn on_cluster(cluster: &RedisCluster) -> Self {
+        let bridge = RedisBridge::connect_cluster_with(cluster.urls(), Self::options())
+            .await
+            .expect("a bridge to the test's Redis Cluster");
+        Self::listen(bridge, Config::default()).await
+    }
+
+    /// Serves the test's chat on a free port, on `bridge`'s hub.
+    async fn listen(bridge: RedisBridge, config: Config) -> Self {
         let route = |up: Upgrade<Vec<String>>, q: axum::extract::Query<HashMap<String, String>>| async move {
             let topics = q.get("topics").map_or_else(Vec::new, |t| {
                 t.split(',')
@@ -497,10 +514,10 @@ async fn the_bridge_lives_as_long_as_its_hub_and_then_lets_go_of_redis() {
     let bridge = RedisBridge::connect(&redis.url()).await.unwrap();
     let hub = bridge.hub();
     until_subscribed(&redis, "wshub:room", 1).await;
-    // Two connections per bridge, and the one asking (earlier ones may
-    // take a moment to go).
-    until("two connections per bridge", async || {
-        clients(&redis).await == 5
+    // One connection per bridge (commands and channel messages share it,
+    // RESP3), and the one asking (earlier ones may take a moment to go).
+    until("one connection per bridge", async || {
+        clients(&redis).await == 3
     })
     .await;
 
@@ -511,8 +528,8 @@ async fn the_bridge_lives_as_long_as_its_hub_and_then_lets_go_of_redis() {
         Msg::text("the hub alone is enough")
     );
     drop(hub);
-    until("the bridge's connections to close", async || {
-        clients(&redis).await == 3
+    until("the bridge's connection to close", async || {
+        clients(&redis).await == 2
     })
     .await;
     assert_eq!(a.stats().received, 1);
@@ -716,4 +733,256 @@ async fn a_node_subscribes_with_the_first_local_subscriber_and_leaves_with_the_l
     // One SUBSCRIBE and one UNSUBSCRIBE per round, whoever came and went.
     assert_eq!(redis.calls("subscribe").await - subscribes, ROUNDS);
     assert_eq!(redis.calls("unsubscribe").await - unsubscribes, ROUNDS);
+}
+
+// Redis Cluster: sharded pub/sub (SSUBSCRIBE / SPUBLISH).
+
+/// Waits until `channel` has `subscribers` nodes on it, on whichever shard
+/// owns it.
+async fn until_shard_subscribed(cluster: &RedisCluster, channel: &str, subscribers: usize) {
+    until(
+        &format!("{subscribers} shard subscribers on {channel}"),
+        async || {
+            let mut total = 0;
+            for node in &cluster.nodes {
+                let Ok(mut conn) = node.connection().await else {
+                    return false;
+                };
+                let numsub: Vec<(String, usize)> = redis::cmd("PUBSUB")
+                    .arg("SHARDNUMSUB")
+                    .arg(channel)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap_or_default();
+                total += numsub.first().map_or(0, |(_, n)| *n);
+            }
+            total == subscribers
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_carries_every_topic_through_the_shard_that_owns_it() {
+    const TOPICS: usize = 12;
+    const N: usize = 50;
+    let cluster = RedisCluster::start(3).await;
+    let (a, b) = (
+        Node::on_cluster(&cluster).await,
+        Node::on_cluster(&cluster).await,
+    );
+    let topics: Vec<String> = (0..TOPICS).map(|t| format!("room{t}")).collect();
+    let all = topics.join(",");
+    let (mut a1, mut a2) = (a.join(&all).await, a.join(&all).await);
+    let mut b1 = b.join(&all).await;
+    for topic in &topics {
+        until_shard_subscribed(&cluster, &format!("wshub:{topic}"), 2).await;
+    }
+    // The topics' channels spread over the shards, each on one of them.
+    let shards = cluster.shard_channels().await;
+    assert!(
+        shards.iter().filter(|on| !on.is_empty()).count() >= 2,
+        "{shards:?}"
+    );
+    assert_eq!(shards.iter().map(Vec::len).sum::<usize>(), TOPICS);
+
+    // a1 and b1 publish to every topic at once, in turns.
+    for i in 0..N {
+        for topic in &topics {
+            send(&mut a1, Msg::text(format!("pub {topic} a1-{topic} {i}"))).await;
+            send(&mut b1, Msg::text(format!("pub {topic} b1-{topic} {i}"))).await;
+        }
+    }
+    let from = |who: &str| -> Vec<String> { topics.iter().map(|t| format!("{who}-{t}")).collect() };
+    let (from_a1, from_b1) = (from("a1"), from("b1"));
+    fn as_str(v: &[String]) -> Vec<&str> {
+        v.iter().map(String::as_str).collect()
+    }
+    let got_a1 = texts(&mut a1, N * TOPICS).await;
+    assert_each_once_in_order(&got_a1, &as_str(&from_b1), N); // not its own
+    let got_b1 = texts(&mut b1, N * TOPICS).await;
+    assert_each_once_in_order(&got_b1, &as_str(&from_a1), N);
+    let got_a2 = texts(&mut a2, 2 * N * TOPICS).await;
+    let both: Vec<String> = from_a1.iter().chain(&from_b1).cloned().collect();
+    assert_each_once_in_order(&got_a2, &as_str(&both), N);
+
+    // From a hub: everyone, nothing late or twice.
+    b.bridge.hub().publish("room0", "end");
+    for client in [&mut a1, &mut a2, &mut b1] {
+        assert_eq!(recv(client).await, Msg::text("end"));
+    }
+    let n = (N * TOPICS + 1) as u64;
+    until("the counters to settle", async || {
+        (a.stats().received, b.stats().published) == (n, n)
+    })
+    .await;
+    let (sa, sb) = (a.stats(), b.stats());
+    assert_eq!(
+        (sa.dropped, sa.malformed, sa.missed, sa.reconnects),
+        (0, 0, 0, 0),
+        "{sa:?}"
+    );
+    assert_eq!(
+        (sb.dropped, sb.malformed, sb.missed, sb.reconnects),
+        (0, 0, 0, 0),
+        "{sb:?}"
+    );
+    // Sharded pub/sub only, every SPUBLISH counted, and runs of a topic's
+    // messages share one.
+    let spublish = cluster.calls("spublish").await;
+    assert_eq!(spublish, sa.publishes + sb.publishes);
+    assert!(
+        spublish <= 2 * n,
+        "{spublish} SPUBLISH for {} messages",
+        2 * n
+    );
+    assert_eq!(cluster.calls("publish").await, 0);
+    assert_eq!(cluster.calls("subscribe").await, 0);
+    for node in &cluster.nodes {
+        assert!(node.channels().await.is_empty(), "no unsharded channel");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_churn_leaves_no_shard_channel_behind() {
+    const CYCLES: usize = 10_000;
+    const CHURNERS: usize = 4;
+    let cluster = RedisCluster::start(3).await;
+    let (a, b) = (
+        Node::on_cluster(&cluster).await,
+        Node::on_cluster(&cluster).await,
+    );
+    let mut steady = a.join("keep").await;
+    let mut churners = Vec::new();
+    for _ in 0..CHURNERS {
+        churners.push(a.join("").await);
+    }
+    until_shard_subscribed(&cluster, "wshub:keep", 1).await;
+
+    let churn = churners
+        .iter_mut()
+        .enumerate()
+        .map(|(c, client)| async move {
+            for i in 0..CYCLES / CHURNERS {
+                let topic = format!("t{}", (i * CHURNERS + c) % 64);
+                send(client, Msg::text(format!("s {topic}"))).await;
+                send(client, Msg::text(format!("u {topic}"))).await;
+            }
+            send(client, Msg::text("ping")).await;
+            assert_eq!(recv(client).await, Msg::text("pong"));
+        });
+    futures_util::future::join_all(churn).await;
+    let (subscribes, unsubscribes) = (
+        cluster.calls("ssubscribe").await,
+        cluster.calls("sunsubscribe").await,
+    );
+    println!("{CYCLES} cycles: {subscribes} SSUBSCRIBE and {unsubscribes} SUNSUBSCRIBE commands");
+    assert_eq!(a.bridge.hub().topics(), ["keep"]);
+    until("only wshub:keep on the cluster", async || {
+        cluster.shard_channels().await.concat() == ["wshub:keep"]
+    })
+    .await;
+
+    b.bridge.hub().publish("keep", "still here");
+    assert_eq!(recv(&mut steady).await, Msg::text("still here"));
+    drop(steady);
+    until("no shard channel on the cluster", async || {
+        cluster.shard_channels().await.concat().is_empty()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_shard_is_reconnected_and_resubscribed() {
+    let mut cluster = RedisCluster::start(3).await;
+    let (a, b) = (
+        Node::on_cluster(&cluster).await,
+        Node::on_cluster(&cluster).await,
+    );
+    let (mut a1, mut a2) = (a.join("room").await, a.join("room").await);
+    let mut b1 = b.join("room").await;
+    until_shard_subscribed(&cluster, "wshub:room", 2).await;
+    send(&mut a1, Msg::text("pub room before")).await;
+    assert_eq!(recv(&mut a2).await, Msg::text("before"));
+    assert_eq!(recv(&mut b1).await, Msg::text("before"));
+
+    // The shard that owns the room goes away.
+    let owner = cluster
+        .owner("wshub:room")
+        .await
+        .expect("a shard owns the room");
+    cluster.nodes[owner].kill().await;
+    until("both bridges to notice", async || {
+        a.stats().reconnects + u64::from(!a.stats().connected) > 0
+            && b.stats().reconnects + u64::from(!b.stats().connected) > 0
+    })
+    .await;
+    // Local delivery goes on.
+    for i in 0..5 {
+        send(&mut a1, Msg::text(format!("pub room during {i}"))).await;
+    }
+    for i in 0..5 {
+        assert_eq!(recv(&mut a2).await, Msg::text(format!("during {i}")));
+    }
+
+    cluster.nodes[owner].restart().await;
+    cluster.until_ok().await;
+    until_shard_subscribed(&cluster, "wshub:room", 2).await;
+    until("both bridges to be connected", async || {
+        a.stats().connected && b.stats().connected
+    })
+    .await;
+    send(&mut a1, Msg::text("pub room after")).await;
+    send(&mut b1, Msg::text("pub room from b")).await;
+    // What a published while the shard was away either never crosses or
+    // crosses once, in order, ahead of what came after: it waited in a's
+    // queue while the bridge (re)subscribed, at most a timeout.
+    let mut crossed = Vec::new();
+    loop {
+        match recv(&mut b1).await {
+            Msg::Text(t) if t.as_str() == "after" => break,
+            Msg::Text(t) => crossed.push(t.as_str().to_owned()),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let outage: Vec<String> = (0..5).map(|i| format!("during {i}")).collect();
+    assert!(
+        crossed.iter().all(|m| outage.contains(m)) && crossed.windows(2).all(|w| w[0] < w[1]),
+        "each at most once, in order: {crossed:?}"
+    );
+    assert_eq!(recv(&mut a2).await, Msg::text("after"));
+    let mut rest = texts(&mut a1, 1).await;
+    rest.extend(texts(&mut a2, 1).await);
+    assert_eq!(rest, ["from b", "from b"]);
+    // Each of a's seven publishes is accounted for: dropped if it found the
+    // shard gone, published if it reached Redis (where, with no subscriber
+    // there yet, Redis passed it to no one: at most once).
+    until("a's counters to settle", async || {
+        let sa = a.stats();
+        sa.published + sa.dropped == 7 && sa.published >= 2
+    })
+    .await;
+    let (sa, sb) = (a.stats(), b.stats());
+    assert!(sa.reconnects >= 1 && sb.reconnects >= 1, "{sa:?} {sb:?}");
+    println!("a shard restarted: {sa:?}");
+}
+
+#[tokio::test]
+async fn connect_cluster_fails_clearly() {
+    let none: [&str; 0] = [];
+    let err = RedisBridge::connect_cluster(none).await.unwrap_err();
+    assert!(matches!(err, wshub::redis::ConnectError::Url(_)), "{err:?}");
+    let err = RedisBridge::connect_cluster(["http://127.0.0.1/"])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, wshub::redis::ConnectError::Url(_)), "{err:?}");
+    // A single Redis that is not a cluster.
+    let redis = RedisServer::start().await;
+    let err = RedisBridge::connect_cluster([redis.url()])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, wshub::redis::ConnectError::Redis(_)),
+        "{err:?}"
+    );
 }

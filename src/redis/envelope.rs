@@ -86,15 +86,22 @@ pub(crate) fn encode(node: u64, message: &Message, compress: bool) -> Vec<u8> {
 
 /// The envelope of `messages` (message, compress), published by `node` in
 /// this order: one message as [`encode`] writes it, several as a batch.
-/// Each payload must be shorter than 4 GiB.
+/// `None` if a batch would hold a payload of 4 GiB or more, which its
+/// length field cannot say (the bridge never batches large messages).
 pub(crate) fn encode_all<'a>(
     node: u64,
     messages: impl ExactSizeIterator<Item = (&'a Message, bool)> + Clone,
-) -> Vec<u8> {
+) -> Option<Vec<u8>> {
     let mut messages = messages;
     if messages.len() == 1 {
-        let (message, compress) = messages.next().unwrap_or_else(|| unreachable!());
-        return encode(node, message, compress);
+        let (message, compress) = messages.next()?;
+        return Some(encode(node, message, compress));
+    }
+    if messages
+        .clone()
+        .any(|(m, _)| u32::try_from(m.len()).is_err())
+    {
+        return None;
     }
     let len = messages
         .clone()
@@ -105,12 +112,12 @@ pub(crate) fn encode_all<'a>(
     out.push(0);
     out.extend_from_slice(&node.to_be_bytes());
     for (message, compress) in messages {
-        let len = u32::try_from(message.len()).expect("a payload under 4 GiB");
+        let len = u32::try_from(message.len()).ok()?;
         out.push(flags(message, compress));
         out.extend_from_slice(&len.to_be_bytes());
         out.extend_from_slice(message.as_bytes());
     }
-    out
+    Some(out)
 }
 
 /// The node id of an envelope, read without checking the rest: a node
@@ -224,7 +231,7 @@ mod tests {
                     message: if binary { Message::binary(payload) } else { Message::from(text) },
                 })
                 .collect();
-            let bytes = encode_all(node, sent.iter().map(|e| (&e.message, e.compress)));
+            let bytes = encode_all(node, sent.iter().map(|e| (&e.message, e.compress))).unwrap();
             prop_assert_eq!(bytes[0], if sent.len() == 1 { VERSION } else { BATCH });
             prop_assert_eq!(sender(&bytes), Some(node));
             prop_assert_eq!(decode(&bytes).unwrap(), sent);
@@ -235,7 +242,7 @@ mod tests {
         #[test]
         fn a_batch_cut_short_is_refused_or_its_whole_first_messages(cut in 1usize..=32) {
             let messages = [Message::from("one"), Message::binary(vec![1u8; 9]), Message::from("three")];
-            let bytes = encode_all(7, messages.iter().map(|m| (m, false)));
+            let bytes = encode_all(7, messages.iter().map(|m| (m, false))).unwrap();
             let short = &bytes[..bytes.len() - cut];
             if let Ok(got) = decode(short) {
                 prop_assert!(got.len() < messages.len());
@@ -279,7 +286,7 @@ mod tests {
         let bytes = encode(u64::MAX, &Message::from("a"), false);
         assert_eq!(bytes, [1, 0, 255, 255, 255, 255, 255, 255, 255, 255, b'a']);
         let messages = [Message::from("a"), Message::binary(vec![9u8, 8])];
-        let bytes = encode_all(1, messages.iter().zip([false, true]));
+        let bytes = encode_all(1, messages.iter().zip([false, true])).unwrap();
         #[rustfmt::skip]
         assert_eq!(bytes, [
             2, 0, 0, 0, 0, 0, 0, 0, 0, 1,
@@ -307,7 +314,7 @@ mod tests {
         assert!(decode(&bytes).unwrap()[0].message.is_binary());
         // A batch: flags in its header, a bad entry, one cut short.
         let messages = [Message::from("x"), Message::from("y")];
-        let mut bytes = encode_all(3, messages.iter().map(|m| (m, false)));
+        let mut bytes = encode_all(3, messages.iter().map(|m| (m, false))).unwrap();
         bytes[1] = 1;
         assert_eq!(decode(&bytes), Err(Malformed::Flags(1)));
         bytes[1] = 0;

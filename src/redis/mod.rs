@@ -80,8 +80,11 @@
 //!
 //! - Publishing never waits for Redis. Publishes wait in a bounded queue
 //!   ([`Options::max_queued`], [`Options::max_queued_bytes`]); beyond it, or
-//!   while Redis is unreachable, they still reach this node's subscribers
-//!   but not the others', and are counted in [`Stats::dropped`].
+//!   while the bridge has no connection, they still reach this node's
+//!   subscribers but not the others', and are counted in
+//!   [`Stats::dropped`]. While a connection is up but Redis is slow to
+//!   answer (a SUBSCRIBE, a pipeline), they wait, at most about
+//!   [`Options::timeout`], and then cross late rather than not at all.
 //! - A lost connection (closed, an error, or no answer within
 //!   [`Options::timeout`], noticed on a quiet node by a PING every
 //!   [`Options::ping_every`]) is reopened with exponential backoff
@@ -90,14 +93,39 @@
 //!   A pipeline that fails on its way counts whole as dropped, though Redis
 //!   may have passed some of it on. What other nodes publish while this
 //!   one is away is lost to its subscribers, uncounted: nothing tells it.
-//! - A node that falls far behind reading is cut off by Redis (its
-//!   `client-output-buffer-limit` for pub/sub) and reconnects like above.
+//! - What arrives from Redis waits for the bridge's task in a bounded
+//!   inbox (4,096 channel messages, 32 MiB); a node that falls that far
+//!   behind drops the excess and counts it in [`Stats::missed`].
 //!
-//! Only [`RedisBridge::connect`] fails, if Redis cannot be reached at all;
-//! a connected bridge never does.
+//! Only [`RedisBridge::connect`] (and `connect_cluster`) fail, if Redis
+//! cannot be reached at all; a connected bridge never does.
 //!
-//! Not supported: Redis Cluster's sharded pub/sub (SSUBSCRIBE / SPUBLISH),
-//! TLS to Redis (`rediss://`), Sentinel.
+//! # On a Redis Cluster
+//!
+//! [`RedisBridge::connect_cluster`] bridges through a Redis Cluster's
+//! sharded pub/sub (Redis 7): SSUBSCRIBE and SPUBLISH instead of SUBSCRIBE
+//! and PUBLISH. A topic's channel is a key like any other: the shard that
+//! owns its slot carries all of its traffic, and no other shard sees it,
+//! so pub/sub spreads over the cluster's shards (plain PUBLISH on a
+//! cluster reaches every node). Everything above holds, with these
+//! differences:
+//!
+//! - Order holds per publisher **per topic**: two topics may live on two
+//!   shards, so a subscriber of both may see one publisher's messages to
+//!   them interleaved differently than they were published.
+//! - A look's PUBLISHes go out as one pipeline per topic, all topics at
+//!   once, each to its shard; subscription changes as one SSUBSCRIBE or
+//!   SUNSUBSCRIBE per topic (sharded commands take channels of one slot).
+//! - One session covers every primary. A shard that goes away (its
+//!   connection closes or stops answering) ends the whole session: the
+//!   bridge reconnects with backoff and resubscribes every topic, so
+//!   while a shard is down, topics on the other shards also stop crossing
+//!   until it is back or failed over. Slot moves and failovers are
+//!   followed (the cluster's MOVED answers).
+//!
+//! The bridge speaks RESP3 (Redis 6 or later): one connection per Redis
+//! server carries its commands and what arrives on its channels. Not
+//! supported: TLS to Redis (`rediss://`), Sentinel.
 
 mod envelope;
 mod error;
@@ -113,7 +141,7 @@ use std::sync::atomic::Ordering;
 use tokio::sync::mpsc;
 
 pub use self::error::ConnectError;
-use self::link::Link;
+use self::link::Target;
 pub use self::options::Options;
 use self::queue::{Queue, Shared};
 pub use self::stats::Stats;
@@ -166,8 +194,44 @@ impl RedisBridge {
     /// # Ok(()) }
     /// ```
     pub async fn connect_with(url: &str, options: Options) -> Result<Self, ConnectError> {
-        let client = ::redis::Client::open(url).map_err(ConnectError::Url)?;
-        let link = Link::open(&client, options.timeout).await?;
+        Self::start(Target::single(url)?, options).await
+    }
+
+    /// Connects to the Redis Cluster that `nodes` (URLs of some of its
+    /// nodes) belong to, with the default [`Options`], and starts the
+    /// bridge on the current tokio runtime. The bridge uses sharded pub/sub
+    /// (SSUBSCRIBE / SPUBLISH, Redis 7): each topic's channel lives on the
+    /// shard that owns its slot, so the cluster's pub/sub traffic spreads
+    /// over its shards instead of reaching every node. See the
+    /// [module docs](self#on-a-redis-cluster).
+    ///
+    /// ```no_run
+    /// # #[allow(dead_code)]
+    /// # async fn demo() -> Result<(), wshub::redis::ConnectError> {
+    /// let bridge = wshub::redis::RedisBridge::connect_cluster([
+    ///     "redis://10.0.0.5:7000/",
+    ///     "redis://10.0.0.6:7000/",
+    /// ])
+    /// .await?;
+    /// bridge.hub().publish("news", "to every node");
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect_cluster<S: AsRef<str>>(
+        nodes: impl IntoIterator<Item = S>,
+    ) -> Result<Self, ConnectError> {
+        Self::connect_cluster_with(nodes, Options::default()).await
+    }
+
+    /// [`connect_cluster`](Self::connect_cluster) with `options`.
+    pub async fn connect_cluster_with<S: AsRef<str>>(
+        nodes: impl IntoIterator<Item = S>,
+        options: Options,
+    ) -> Result<Self, ConnectError> {
+        Self::start(Target::cluster(nodes)?, options).await
+    }
+
+    async fn start(target: Target, options: Options) -> Result<Self, ConnectError> {
+        let link = target.open(options.timeout).await?;
         let shared = Arc::new(Shared::new(options.max_queued_bytes));
         let (outgoing, queue) = mpsc::channel(options.max_queued);
         let bridge = Queue {
@@ -182,7 +246,7 @@ impl RedisBridge {
             shared: Arc::clone(&shared),
             queue,
             hub: Arc::downgrade(hub.inner()),
-            client,
+            target,
             options,
             node,
             wanted: Default::default(),

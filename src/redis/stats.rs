@@ -25,6 +25,10 @@ pub struct Stats {
     /// Publishes made here that never reached Redis: the queue was full, the
     /// connection was down, or it failed while they were on the way.
     pub dropped: u64,
+    /// Channel messages from other nodes (each one PUBLISH: a message or a
+    /// batch) this node dropped because it fell too far behind reading
+    /// them: more than 4,096 or 32 MiB waited for the bridge's task.
+    pub missed: u64,
     /// Channel messages that were not envelopes of this version (ignored).
     pub malformed: u64,
     /// Times the bridge connected again after losing Redis.
@@ -42,6 +46,7 @@ pub(crate) struct Counters {
     pub(crate) pipelines: AtomicU64,
     pub(crate) received: AtomicU64,
     pub(crate) dropped: AtomicU64,
+    pub(crate) missed: AtomicU64,
     pub(crate) malformed: AtomicU64,
     pub(crate) reconnects: AtomicU64,
     pub(crate) connected: AtomicBool,
@@ -61,6 +66,7 @@ impl Counters {
             pipelines: load(&self.pipelines),
             received: load(&self.received),
             dropped: load(&self.dropped),
+            missed: load(&self.missed),
             malformed: load(&self.malformed),
             reconnects: load(&self.reconnects),
             connected: self.connected.load(Ordering::Relaxed),

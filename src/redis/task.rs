@@ -6,13 +6,12 @@ use std::collections::HashSet;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Weak};
 
-use ::redis::{Client, Msg};
-use futures_util::StreamExt as _;
+use ::redis::Msg;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::envelope;
-use super::link::{Link, Lost};
+use super::link::{Link, Lost, Publish, Target};
 use super::options::Options;
 use super::queue::{Outgoing, Shared};
 use super::stats::Counters;
@@ -58,7 +57,7 @@ pub(crate) struct Task {
     /// both alive forever. The task ends when the queue's sender (in the
     /// hub's bridge) is dropped.
     pub(crate) hub: Weak<HubInner>,
-    pub(crate) client: Client,
+    pub(crate) target: Target,
     pub(crate) options: Options,
     pub(crate) node: u64,
     /// The topics with local subscribers, as far as the task has heard:
@@ -80,7 +79,9 @@ impl Task {
     /// lost.
     pub(crate) async fn run(mut self, mut link: Link) {
         loop {
-            let lost = match self.serve(&mut link).await {
+            let served = self.serve(&mut link).await;
+            self.count_missed(&link);
+            let lost = match served {
                 Ok(()) => return,
                 Err(lost) => lost,
             };
@@ -119,35 +120,41 @@ impl Task {
                     }
                     self.publish(link).await?;
                 }
-                msg = link.messages.next() => match msg {
-                    Some(msg) => self.deliver(&msg),
-                    None => return Err(Lost::Closed),
-                },
+                msg = link.next() => {
+                    self.deliver(&msg?);
+                    self.count_missed(link);
+                }
                 () = self.shared.changed.notified() => {}
                 _ = ping.tick() => link.ping().await?,
             }
         }
     }
 
-    /// Sends the batch as one pipeline: one PUBLISH for each run of
+    /// Sends the batch in one round trip: one PUBLISH for each run of
     /// messages to the same topic, in order (see [`envelope`]).
     async fn publish(&mut self, link: &mut Link) -> Result<(), Lost> {
-        let mut pipeline = ::redis::pipe();
         let bytes = self.batch.iter().map(|out| out.message.len()).sum();
         let count = self.batch.len();
-        let mut commands = 0;
+        let mut publishes = Vec::new();
         for run in runs(&self.batch) {
+            let channel = self.channel(&run[0].topic);
             let messages = run.iter().map(|out| (&out.message, out.compress));
-            pipeline
-                .cmd("PUBLISH")
-                .arg(self.channel(&run[0].topic))
-                .arg(envelope::encode_all(self.node, messages));
-            commands += 1;
+            if let Some(envelope) = envelope::encode_all(self.node, messages) {
+                publishes.push(Publish { channel, envelope });
+            } else {
+                // Never: `runs` batches only messages far under 4 GiB.
+                for out in run {
+                    let envelope = envelope::encode(self.node, &out.message, out.compress);
+                    let channel = channel.clone();
+                    publishes.push(Publish { channel, envelope });
+                }
+            }
         }
+        let commands = publishes.len();
         self.batch.clear();
         self.shared.dequeued(bytes);
         let counters = &self.shared.counters;
-        match link.publish(&pipeline).await {
+        match link.publish(&publishes).await {
             Ok(()) => {
                 Counters::add(&counters.published, count);
                 Counters::add(&counters.publishes, commands);
@@ -191,26 +198,48 @@ impl Task {
     async fn reconnect(&mut self) -> Option<Link> {
         let mut backoff = self.options.backoff_min;
         loop {
-            let until = Instant::now() + backoff;
-            loop {
-                tokio::select! {
-                    () = tokio::time::sleep_until(until) => break,
-                    n = self.queue.recv_many(&mut self.batch, PIPELINE) => {
-                        if n == 0 {
-                            return None;
-                        }
-                        self.drop_batch();
-                    }
-                    () = self.shared.changed.notified() => {
-                        self.take_changes();
-                    }
-                }
-            }
-            match Link::open(&self.client, self.options.timeout).await {
+            self.while_away(tokio::time::sleep(backoff)).await?;
+            let target = self.target.clone();
+            let timeout = self.options.timeout;
+            match self
+                .while_away(async move { target.open(timeout).await })
+                .await?
+            {
                 Ok(link) => return Some(link),
                 Err(err) => tracing::debug!(error = %err, ?backoff, "Redis still unreachable"),
             }
             backoff = (backoff * 2).min(self.options.backoff_max);
+        }
+    }
+
+    /// Runs `fut` while no session is up: what is published meanwhile is
+    /// dropped (and counted), not delivered late once Redis is back, and
+    /// subscription changes are folded into `wanted`. `None` once the hub
+    /// is gone.
+    async fn while_away<T>(&mut self, fut: impl Future<Output = T>) -> Option<T> {
+        let mut fut = std::pin::pin!(fut);
+        loop {
+            tokio::select! {
+                out = &mut fut => return Some(out),
+                n = self.queue.recv_many(&mut self.batch, PIPELINE) => {
+                    if n == 0 {
+                        return None;
+                    }
+                    self.drop_batch();
+                }
+                () = self.shared.changed.notified() => {
+                    self.take_changes();
+                }
+            }
+        }
+    }
+
+    /// Counts the channel messages `link` had to drop.
+    fn count_missed(&self, link: &Link) {
+        let missed = link.take_missed();
+        if missed > 0 {
+            let missed = usize::try_from(missed).unwrap_or(usize::MAX);
+            Counters::add(&self.shared.counters.missed, missed);
         }
     }
 

@@ -13,21 +13,45 @@ pub struct RedisServer {
     port: u16,
     dir: PathBuf,
     child: Option<Child>,
+    /// A node of a Redis Cluster (its state in `dir/nodes.conf`).
+    cluster: bool,
+}
+
+/// A free loopback port; for a cluster node, one whose bus port (+10,000)
+/// is free too.
+fn free_port(cluster: bool) -> u16 {
+    let bind = |port| TcpListener::bind((Ipv4Addr::LOCALHOST, port));
+    for _ in 0..100 {
+        let port = bind(0)
+            .and_then(|l| l.local_addr())
+            .expect("a free loopback port")
+            .port();
+        if !cluster
+            || port
+                .checked_add(10_000)
+                .is_some_and(|bus| bind(bus).is_ok())
+        {
+            return port;
+        }
+    }
+    panic!("no loopback port with a free bus port above it")
 }
 
 impl RedisServer {
     /// Starts one on a free port and waits until it answers PING.
     pub async fn start() -> Self {
-        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .and_then(|l| l.local_addr())
-            .expect("a free loopback port")
-            .port();
+        Self::start_node(false).await
+    }
+
+    async fn start_node(cluster: bool) -> Self {
+        let port = free_port(cluster);
         let dir = std::env::temp_dir().join(format!("wshub-redis-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("a temporary directory for redis-server");
         let mut server = Self {
             port,
             dir,
             child: None,
+            cluster,
         };
         server.restart().await;
         server
@@ -67,6 +91,11 @@ impl RedisServer {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
+            .args(if self.cluster {
+                &["--cluster-enabled", "yes", "--cluster-node-timeout", "1000"][..]
+            } else {
+                &[]
+            })
             .arg("--dir")
             .arg(&self.dir)
             .stdout(Stdio::null())
@@ -122,6 +151,19 @@ impl RedisServer {
         channels
     }
 
+    /// `PUBSUB SHARDCHANNELS`.
+    pub async fn shard_channels(&self) -> Vec<String> {
+        let mut conn = self
+            .connection()
+            .await
+            .expect("a connection to redis-server");
+        redis::cmd("PUBSUB")
+            .arg("SHARDCHANNELS")
+            .query_async(&mut conn)
+            .await
+            .expect("PUBSUB SHARDCHANNELS")
+    }
+
     /// How many PUBLISH commands the server ran.
     pub async fn publish_calls(&self) -> u64 {
         self.calls("publish").await
@@ -142,6 +184,102 @@ impl RedisServer {
             .find_map(|line| line.strip_prefix(&format!("cmdstat_{command}:calls=")))
             .and_then(|rest| rest.split(',').next())
             .map_or(0, |calls| calls.parse().expect("a number of calls"))
+    }
+}
+
+/// A Redis Cluster of a few primaries (no replicas), each a
+/// [`RedisServer`] of this test.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// Starts `primaries` nodes, joins them with `redis-cli --cluster
+    /// create`, and waits until every node says the cluster is ok.
+    pub async fn start(primaries: usize) -> Self {
+        let mut nodes = Vec::new();
+        for _ in 0..primaries {
+            nodes.push(RedisServer::start_node(true).await);
+        }
+        let cluster = Self { nodes };
+        let status = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(
+                cluster
+                    .nodes
+                    .iter()
+                    .map(|n| format!("127.0.0.1:{}", n.port)),
+            )
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .status()
+            .await
+            .expect("run redis-cli --cluster create");
+        assert!(status.success(), "redis-cli --cluster create failed");
+        cluster.until_ok().await;
+        cluster
+    }
+
+    /// Waits (10 s at most) until every running node says
+    /// `cluster_state:ok`.
+    pub async fn until_ok(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut ok = true;
+            for node in self.nodes.iter().filter(|n| n.child.is_some()) {
+                let info: Option<String> = match node.connection().await {
+                    Ok(mut conn) => redis::cmd("CLUSTER")
+                        .arg("INFO")
+                        .query_async(&mut conn)
+                        .await
+                        .ok(),
+                    Err(_) => None,
+                };
+                ok &= info.is_some_and(|info| info.contains("cluster_state:ok"));
+            }
+            if ok {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the cluster was not ok within 10 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Every node's URL.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(RedisServer::url).collect()
+    }
+
+    /// Each node's `PUBSUB SHARDCHANNELS`, sorted, in node order.
+    pub async fn shard_channels(&self) -> Vec<Vec<String>> {
+        let mut all = Vec::new();
+        for node in &self.nodes {
+            let mut channels = node.shard_channels().await;
+            channels.sort();
+            all.push(channels);
+        }
+        all
+    }
+
+    /// The index of the node that has `channel` among its shard channels.
+    pub async fn owner(&self, channel: &str) -> Option<usize> {
+        let channels = self.shard_channels().await;
+        channels
+            .iter()
+            .position(|on| on.iter().any(|c| c == channel))
+    }
+
+    /// How many times the cluster's nodes ran `command`, in all.
+    pub async fn calls(&self, command: &str) -> u64 {
+        let mut calls = 0;
+        for node in &self.nodes {
+            calls += node.calls(command).await;
+        }
+        calls
     }
 }
 
