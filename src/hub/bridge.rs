@@ -40,4 +40,14 @@ pub trait Bridge: Send + Sync + 'static {
     fn forward(&self, topic: &str, msg: &Message, compress: bool) {
         let _ = (topic, msg, compress);
     }
+
+    /// Several publishes to `topic` made here, in order, each with its
+    /// `compress` flag: the burst a socket's handlers published to one topic
+    /// during one turn of its task. A bridge that queues can take them under
+    /// one lock. The default calls [`forward`](Self::forward) for each.
+    fn forward_all(&self, topic: &str, messages: &mut dyn Iterator<Item = (&Message, bool)>) {
+        for (msg, compress) in messages {
+            self.forward(topic, msg, compress);
+        }
+    }
 }

@@ -22,6 +22,7 @@ use tokio::sync::Notify;
 
 pub use self::bridge::Bridge;
 pub(crate) use self::staging::{deliver_staged, stage};
+use self::topic::Publish;
 pub(crate) use self::topic::Topic;
 use crate::outbox::Outbox;
 use crate::protocol::close_code;
@@ -205,6 +206,30 @@ impl Hub {
     ) -> usize {
         deliver_staged();
         self.inner.publish_local(topic, &msg.into(), None, compress)
+    }
+
+    /// [`publish_local_with`](Self::publish_local_with) for several messages
+    /// to `topic` (message, compress), in order, as one run: one lookup, one
+    /// lock of the topic and one wake-up per subscriber for all of them. What
+    /// a bridge delivers when a batch arrives from another node.
+    pub(crate) fn publish_local_all(
+        &self,
+        topic: &str,
+        messages: impl IntoIterator<Item = (Message, bool)>,
+    ) -> usize {
+        deliver_staged();
+        let Some(topic) = self.inner.topic(topic) else {
+            return 0;
+        };
+        let run: Vec<Publish> = messages
+            .into_iter()
+            .map(|(msg, compress)| Publish {
+                opcode: opcode(&msg),
+                payload: msg.into_bytes(),
+                compress,
+            })
+            .collect();
+        topic.publish_run(&run, None)
     }
 
     /// How many sockets of this hub are subscribed to `topic` (a bridged

@@ -94,9 +94,8 @@ pub(crate) fn deliver_staged() {
     for run in runs.drain(..) {
         run.topic.publish_run(&run.publishes, run.exclude);
         if let Some(bridge) = &run.hub.bridge {
-            for (msg, publish) in run.forward.iter().zip(&run.publishes) {
-                bridge.forward(run.topic.name(), msg, publish.compress);
-            }
+            let compress = run.publishes.iter().map(|publish| publish.compress);
+            bridge.forward_all(run.topic.name(), &mut run.forward.iter().zip(compress));
         }
     }
     // Keep the list's allocation for this thread's next turn.

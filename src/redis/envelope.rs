@@ -127,18 +127,23 @@ pub(crate) fn sender(bytes: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(id.try_into().ok()?))
 }
 
-/// Reads an envelope of one message or a batch, copying the payloads once
-/// (into one buffer the messages share).
+/// Reads an envelope of one message or a batch from a copy of `bytes`.
+#[cfg(test)]
 pub(crate) fn decode(bytes: &[u8]) -> Result<Vec<Envelope>, Malformed> {
-    let (header, body) = bytes.split_at_checked(HEADER_LEN).ok_or(Malformed::Short)?;
-    let node = sender(header).ok_or(Malformed::Short)?;
+    decode_owned(Bytes::copy_from_slice(bytes))
+}
+
+/// Reads an envelope of one message or a batch; the messages share
+/// `bytes`, nothing is copied.
+pub(crate) fn decode_owned(bytes: Bytes) -> Result<Vec<Envelope>, Malformed> {
+    let node = sender(&bytes).ok_or(Malformed::Short)?;
+    let (header, body) = (&bytes[..HEADER_LEN], bytes.slice(HEADER_LEN..));
     let entries = match header[0] {
         VERSION => vec![(header[1], 0..body.len())],
-        BATCH if header[1] == 0 => entries(body)?,
+        BATCH if header[1] == 0 => entries(&body)?,
         BATCH => return Err(Malformed::Flags(header[1])),
         other => return Err(Malformed::Version(other)),
     };
-    let body = Bytes::copy_from_slice(body);
     entries
         .into_iter()
         .map(|(flags, range)| {

@@ -51,11 +51,13 @@
 //!   folds subscription changes the same way (a topic opened and closed
 //!   between two looks costs Redis nothing). In that pipeline, the
 //!   messages to one topic that follow each other share one PUBLISH (up to
-//!   256 KiB of them): under load, a node sends about one command per
+//!   1 MiB of them): under load, a node sends about one command per
 //!   topic per look, not one per message ([`Stats::publishes`]).
-//! - **Framed once per node.** A message from Redis is delivered with one
+//! - **Framed once per node.** What arrives from Redis is delivered like
 //!   [`Hub::publish_local_with`](crate::Hub::publish_local_with), which
-//!   frames (and compresses) it once for all local subscribers.
+//!   frames (and compresses) each message once for all local subscribers;
+//!   the messages of one PUBLISH go as one run (one lock of the topic, one
+//!   wake-up per subscriber), sharing the buffer they arrived in.
 //! - **Local counts.** [`Hub::subscriber_count`](crate::Hub::subscriber_count),
 //!   [`Hub::topics`](crate::Hub::topics) and
 //!   [`Hub::connections`](crate::Hub::connections) count this node's
@@ -137,8 +139,6 @@ mod task;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-
-use tokio::sync::mpsc;
 
 pub use self::error::ConnectError;
 use self::link::Target;
@@ -232,11 +232,9 @@ impl RedisBridge {
 
     async fn start(target: Target, options: Options) -> Result<Self, ConnectError> {
         let link = target.open(options.timeout).await?;
-        let shared = Arc::new(Shared::new(options.max_queued_bytes));
-        let (outgoing, queue) = mpsc::channel(options.max_queued);
+        let shared = Arc::new(Shared::new(options.max_queued, options.max_queued_bytes));
         let bridge = Queue {
             shared: Arc::clone(&shared),
-            outgoing,
         };
         let hub = Hub::bridged(Arc::new(bridge) as Arc<dyn Bridge>);
         let mut node = [0; 8];
@@ -244,7 +242,6 @@ impl RedisBridge {
         let node = u64::from_be_bytes(node);
         let task = Task {
             shared: Arc::clone(&shared),
-            queue,
             hub: Arc::downgrade(hub.inner()),
             target,
             options,

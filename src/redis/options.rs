@@ -29,12 +29,12 @@ pub struct Options {
 }
 
 impl Default for Options {
-    /// Prefix `wshub:`, 16,384 messages or 64 MiB queued, 5 s timeouts, a
+    /// Prefix `wshub:`, 262,144 messages or 64 MiB queued, 5 s timeouts, a
     /// ping every 15 s, reconnects 100 ms … 5 s apart.
     fn default() -> Self {
         Self {
             prefix: "wshub:".to_owned(),
-            max_queued: 16_384,
+            max_queued: 262_144,
             max_queued_bytes: 64 << 20,
             timeout: Duration::from_secs(5),
             ping_every: Duration::from_secs(15),
@@ -54,6 +54,11 @@ impl Options {
     /// How many publishes may wait for the bridge's task (at least 1);
     /// beyond that a publish still reaches this node's subscribers but not
     /// Redis, and is counted in [`Stats::dropped`](super::Stats::dropped).
+    /// The queue must hold what a busy node publishes between two turns of
+    /// the bridge's task: at 16 clients sending 1,600-message bursts on one
+    /// saturated thread, 65,536 was not always enough. A waiting publish
+    /// takes a few dozen bytes besides its payload (which
+    /// [`max_queued_bytes`](Self::max_queued_bytes) bounds).
     pub fn max_queued(mut self, messages: usize) -> Self {
         self.max_queued = messages.max(1);
         self

@@ -6,27 +6,20 @@ use std::collections::HashSet;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Weak};
 
-use ::redis::Msg;
-use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::envelope;
-use super::link::{Link, Lost, Publish, Target};
+use super::link::{Arrival, Link, Lost, Publish, Target};
 use super::options::Options;
 use super::queue::{Outgoing, Shared};
 use super::stats::Counters;
 use crate::Hub;
 use crate::hub::HubInner;
 
-/// Publishes per pipeline, at most. The messages of one topic share a
-/// PUBLISH, so a pipeline is a few commands however many it carries: taking
-/// many per look lets one round trip at a time keep up with a busy node.
-const PIPELINE: usize = 8192;
-
 /// Payload bytes per PUBLISH of several messages, at most: a larger message
 /// goes alone. Keeps each channel message well under Redis's output buffer
 /// limit for pub/sub clients (8 MiB soft by default).
-const ENVELOPE_BYTES: usize = 256 * 1024;
+const ENVELOPE_BYTES: usize = 1024 * 1024;
 
 /// `batch` cut into runs of messages to one topic, in order, each run at
 /// most [`ENVELOPE_BYTES`] of payload or a single message: one PUBLISH each.
@@ -52,10 +45,9 @@ fn runs(batch: &[Outgoing]) -> impl Iterator<Item = &[Outgoing]> {
 /// The state of the bridge's task.
 pub(crate) struct Task {
     pub(crate) shared: Arc<Shared>,
-    pub(crate) queue: mpsc::Receiver<Outgoing>,
     /// Weak: the hub owns the bridge, so a strong handle here would keep
-    /// both alive forever. The task ends when the queue's sender (in the
-    /// hub's bridge) is dropped.
+    /// both alive forever. The task ends when the hub's end of the queue
+    /// (its bridge) is dropped.
     pub(crate) hub: Weak<HubInner>,
     pub(crate) target: Target,
     pub(crate) options: Options,
@@ -114,14 +106,16 @@ impl Task {
             link.unsubscribe(&changes.unsubscribe).await?;
             link.subscribe(&changes.subscribe).await?;
             tokio::select! {
-                n = self.queue.recv_many(&mut self.batch, PIPELINE) => {
-                    if n == 0 {
+                () = self.shared.ready.notified() => {
+                    if !self.shared.take(&mut self.batch) {
                         return Ok(());
                     }
-                    self.publish(link).await?;
+                    if !self.batch.is_empty() {
+                        self.publish(link).await?;
+                    }
                 }
                 msg = link.next() => {
-                    self.deliver(&msg?);
+                    self.deliver(msg?);
                     self.count_missed(link);
                 }
                 () = self.shared.changed.notified() => {}
@@ -130,10 +124,10 @@ impl Task {
         }
     }
 
-    /// Sends the batch in one round trip: one PUBLISH for each run of
-    /// messages to the same topic, in order (see [`envelope`]).
+    /// Sends the batch (everything queued) in one round trip: one PUBLISH
+    /// for each run of messages to the same topic, in order (see
+    /// [`envelope`]).
     async fn publish(&mut self, link: &mut Link) -> Result<(), Lost> {
-        let bytes = self.batch.iter().map(|out| out.message.len()).sum();
         let count = self.batch.len();
         let mut publishes = Vec::new();
         for run in runs(&self.batch) {
@@ -152,7 +146,6 @@ impl Task {
         }
         let commands = publishes.len();
         self.batch.clear();
-        self.shared.dequeued(bytes);
         let counters = &self.shared.counters;
         match link.publish(&publishes).await {
             Ok(()) => {
@@ -170,14 +163,15 @@ impl Task {
 
     /// Delivers a message from Redis to this node's subscribers, unless
     /// this node sent it.
-    fn deliver(&self, msg: &Msg) {
+    fn deliver(&self, msg: Arrival) {
         let counters = &self.shared.counters;
-        let payload = msg.get_payload_bytes();
-        if envelope::sender(payload) == Some(self.node) {
+        if envelope::sender(&msg.payload) == Some(self.node) {
             return;
         }
-        let topic = msg.get_channel_name().strip_prefix(&self.options.prefix);
-        let (Some(topic), Ok(envelopes)) = (topic, envelope::decode(payload)) else {
+        let channel = std::str::from_utf8(&msg.channel).ok();
+        let topic = channel.and_then(|c| c.strip_prefix(self.options.prefix.as_str()));
+        let envelopes = envelope::decode_owned(msg.payload.into());
+        let (Some(topic), Ok(envelopes)) = (topic, envelopes) else {
             Counters::add(&counters.malformed, 1);
             return;
         };
@@ -186,9 +180,10 @@ impl Task {
         };
         let hub = Hub::from_inner(hub);
         let count = envelopes.len();
-        for envelope in envelopes {
-            hub.publish_local_with(topic, envelope.message, envelope.compress);
-        }
+        hub.publish_local_all(
+            topic,
+            envelopes.into_iter().map(|e| (e.message, e.compress)),
+        );
         Counters::add(&counters.received, count);
     }
 
@@ -221,11 +216,12 @@ impl Task {
         loop {
             tokio::select! {
                 out = &mut fut => return Some(out),
-                n = self.queue.recv_many(&mut self.batch, PIPELINE) => {
-                    if n == 0 {
+                () = self.shared.ready.notified() => {
+                    let open = self.shared.take(&mut self.batch);
+                    self.drop_batch();
+                    if !open {
                         return None;
                     }
-                    self.drop_batch();
                 }
                 () = self.shared.changed.notified() => {
                     self.take_changes();
@@ -244,8 +240,6 @@ impl Task {
     }
 
     fn drop_batch(&mut self) {
-        let bytes = self.batch.iter().map(|out| out.message.len()).sum();
-        self.shared.dequeued(bytes);
         Counters::add(&self.shared.counters.dropped, self.batch.len());
         self.batch.clear();
     }

@@ -8,11 +8,11 @@ use std::time::Duration;
 use ::redis::cluster::ClusterClientBuilder;
 use ::redis::cluster_async::ClusterConnection;
 use ::redis::cluster_routing::{MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo};
-use ::redis::{ConnectionInfo, Msg, ProtocolVersion};
+use ::redis::{ConnectionInfo, ProtocolVersion};
 use foldhash::HashMap;
 use futures_util::{StreamExt as _, TryStreamExt as _, future};
 
-use super::inbox::{self, Inbox};
+use super::inbox::{self, Arrival, Inbox};
 use super::{Lost, Publish, within};
 use crate::redis::ConnectError;
 
@@ -131,7 +131,7 @@ impl Link {
     }
 
     /// The next channel message.
-    pub(crate) async fn next(&mut self) -> Result<Msg, Lost> {
+    pub(crate) async fn next(&mut self) -> Result<Arrival, Lost> {
         self.inbox.next().await
     }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use ::redis::aio::{AsyncPushSender, SendError};
-use ::redis::{Msg, PushInfo, PushKind};
+use ::redis::{PushInfo, PushKind, Value};
 use tokio::sync::{Notify, mpsc};
 
 use super::Lost;
@@ -20,6 +20,27 @@ const MAX_WAITING: usize = 4096;
 /// Payload bytes of the channel messages waiting, at most: Redis's default
 /// hard limit for a pub/sub client's output buffer.
 const MAX_WAITING_BYTES: usize = 32 << 20;
+
+/// A message that arrived on a subscribed channel: its bytes as the redis
+/// crate read them, owned, so the payload is not copied again.
+#[derive(Debug)]
+pub(crate) struct Arrival {
+    pub(crate) channel: Vec<u8>,
+    pub(crate) payload: Vec<u8>,
+}
+
+impl Arrival {
+    /// The channel and payload of a `message` or `smessage` push.
+    fn from_push(info: PushInfo) -> Option<Self> {
+        let mut data = info.data.into_iter();
+        match (data.next(), data.next()) {
+            (Some(Value::BulkString(channel)), Some(Value::BulkString(payload))) => {
+                Some(Self { channel, payload })
+            }
+            _ => None,
+        }
+    }
+}
 
 /// A session's inbox and the push sender that fills it.
 pub(super) fn new() -> (Pushes, Inbox) {
@@ -48,7 +69,7 @@ struct Shared {
 /// confirmations are dropped.
 #[derive(Debug, Clone)]
 pub(super) struct Pushes {
-    queue: mpsc::Sender<Msg>,
+    queue: mpsc::Sender<Arrival>,
     shared: Arc<Shared>,
 }
 
@@ -56,8 +77,8 @@ impl AsyncPushSender for Pushes {
     fn send(&self, info: PushInfo) -> Result<(), SendError> {
         match info.kind {
             PushKind::Message | PushKind::SMessage => {
-                if let Some(msg) = Msg::from_push_info(info) {
-                    self.offer(msg);
+                if let Some(arrival) = Arrival::from_push(info) {
+                    self.offer(arrival);
                 }
             }
             PushKind::Disconnection => {
@@ -72,9 +93,9 @@ impl AsyncPushSender for Pushes {
 
 impl Pushes {
     /// Queues `msg` for the task, or counts it missed if too much waits.
-    fn offer(&self, msg: Msg) {
+    fn offer(&self, msg: Arrival) {
         let shared = &self.shared;
-        let bytes = msg.get_payload_bytes().len();
+        let bytes = msg.payload.len();
         let reserved = shared
             .waiting_bytes
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |waiting| {
@@ -95,21 +116,21 @@ impl Pushes {
 /// The task's end.
 #[derive(Debug)]
 pub(super) struct Inbox {
-    messages: mpsc::Receiver<Msg>,
+    messages: mpsc::Receiver<Arrival>,
     shared: Arc<Shared>,
 }
 
 impl Inbox {
     /// The next channel message; [`Lost::Closed`] once a connection of the
     /// session closed and nothing waits. Cancel-safe.
-    pub(super) async fn next(&mut self) -> Result<Msg, Lost> {
+    pub(super) async fn next(&mut self) -> Result<Arrival, Lost> {
         let msg = tokio::select! {
             biased;
             msg = self.messages.recv() => msg,
             () = self.shared.closing.notified() => None,
         };
         let msg = msg.ok_or(Lost::Closed)?;
-        let bytes = msg.get_payload_bytes().len();
+        let bytes = msg.payload.len();
         self.shared.waiting_bytes.fetch_sub(bytes, Ordering::AcqRel);
         Ok(msg)
     }
@@ -157,12 +178,12 @@ mod tests {
         assert_eq!(inbox.take_missed(), 3);
         for i in 0..MAX_WAITING {
             let msg = inbox.next().await.unwrap();
-            assert_eq!(msg.get_payload_bytes(), format!("{i}").as_bytes());
-            assert_eq!(msg.get_channel_name(), "wshub:t");
+            assert_eq!(msg.payload, format!("{i}").as_bytes());
+            assert_eq!(msg.channel, b"wshub:t");
         }
         assert_eq!(inbox.shared.waiting_bytes.load(Ordering::Relaxed), 0);
         give(&pushes, push(PushKind::Message, b"again"));
-        assert_eq!(inbox.next().await.unwrap().get_payload_bytes(), b"again");
+        assert_eq!(inbox.next().await.unwrap().payload, b"again");
         assert_eq!(inbox.take_missed(), 0);
     }
 
@@ -190,7 +211,7 @@ mod tests {
                 data: Vec::new(),
             },
         );
-        assert_eq!(inbox.next().await.unwrap().get_payload_bytes(), b"before");
+        assert_eq!(inbox.next().await.unwrap().payload, b"before");
         assert!(matches!(inbox.next().await, Err(Lost::Closed)));
     }
 }

@@ -10,7 +10,9 @@ mod single;
 use std::future::Future;
 use std::time::Duration;
 
-use ::redis::{Client, ConnectionInfo, Msg, RedisError};
+use ::redis::{Client, ConnectionInfo, RedisError};
+
+pub(crate) use self::inbox::Arrival;
 
 use super::ConnectError;
 
@@ -120,7 +122,7 @@ impl Link {
 
     /// The next message on a subscribed channel. Cancel-safe: a message is
     /// never lost to a `select!` that picks another branch.
-    pub(crate) async fn next(&mut self) -> Result<Msg, Lost> {
+    pub(crate) async fn next(&mut self) -> Result<Arrival, Lost> {
         match self {
             Self::Single(link) => link.next().await,
             Self::Cluster(link) => link.next().await,

@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use ::redis::aio::MultiplexedConnection;
-use ::redis::{AsyncConnectionConfig, Client, Msg, ProtocolVersion};
+use ::redis::{AsyncConnectionConfig, Client, ProtocolVersion};
 
-use super::inbox::{self, Inbox};
+use super::inbox::{self, Arrival, Inbox};
 use super::{Lost, Publish, within};
 use crate::redis::ConnectError;
 
@@ -107,7 +107,7 @@ impl Link {
     }
 
     /// The next channel message.
-    pub(crate) async fn next(&mut self) -> Result<Msg, Lost> {
+    pub(crate) async fn next(&mut self) -> Result<Arrival, Lost> {
         self.inbox.next().await
     }
 

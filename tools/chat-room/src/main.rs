@@ -110,7 +110,7 @@ commands:
                   and of redis-server, PUBLISH calls and pipelines per message
       --clients 16,32   --messages 50   --reps 3   --seconds 5   --stall-timeout 5
       --redis-server PATH (default redis-server)   --redis-cores LIST (default:
-                  the server cores)   --max-queued N   the bridges' queue (default 16384)
+                  the server cores)   --max-queued N   the bridges' queue (default 262144)
   nodes-latency   `latency` on those three: across nodes, the publisher on node A and
                   every subscriber on node B
       --subscribers 1000   --rate 200   --seconds 10   --reps 1   (--redis-* as above)
