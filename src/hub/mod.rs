@@ -22,6 +22,7 @@ use tokio::sync::Notify;
 
 pub use self::bridge::Bridge;
 pub(crate) use self::staging::{deliver_staged, stage};
+#[cfg(feature = "redis")]
 use self::topic::Publish;
 pub(crate) use self::topic::Topic;
 use crate::outbox::Outbox;
@@ -212,6 +213,7 @@ impl Hub {
     /// to `topic` (message, compress), in order, as one run: one lookup, one
     /// lock of the topic and one wake-up per subscriber for all of them. What
     /// a bridge delivers when a batch arrives from another node.
+    #[cfg(feature = "redis")]
     pub(crate) fn publish_local_all(
         &self,
         topic: &str,
@@ -223,11 +225,7 @@ impl Hub {
         };
         let run: Vec<Publish> = messages
             .into_iter()
-            .map(|(msg, compress)| Publish {
-                opcode: opcode(&msg),
-                payload: msg.into_bytes(),
-                compress,
-            })
+            .map(|(message, compress)| Publish { message, compress })
             .collect();
         topic.publish_run(&run, None)
     }
@@ -338,7 +336,7 @@ impl HubInner {
         exclude: Option<u64>,
         compress: bool,
     ) -> usize {
-        let reached = topic.publish(opcode(msg), msg.payload(), exclude, compress);
+        let reached = topic.publish(msg, exclude, compress);
         if let Some(bridge) = &self.bridge {
             bridge.forward(topic.name(), msg, compress);
         }
@@ -356,7 +354,7 @@ impl HubInner {
         let Some(topic) = self.topic(topic) else {
             return 0;
         };
-        topic.publish(opcode(msg), msg.payload(), exclude, compress)
+        topic.publish(msg, exclude, compress)
     }
 
     /// Adds `subscriber` to `name`, creating the topic if needed.
@@ -476,14 +474,6 @@ impl HubInner {
             }
             notified.await;
         }
-    }
-}
-
-fn opcode(msg: &Message) -> OpCode {
-    if msg.is_text() {
-        OpCode::Text
-    } else {
-        OpCode::Binary
     }
 }
 

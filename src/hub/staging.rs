@@ -19,8 +19,8 @@
 use std::cell::RefCell;
 use std::sync::Arc;
 
+use super::HubInner;
 use super::topic::{Publish, Topic};
-use super::{HubInner, opcode};
 use crate::{Message, wake};
 
 thread_local! {
@@ -33,8 +33,6 @@ struct Run {
     topic: Arc<Topic>,
     exclude: Option<u64>,
     publishes: Vec<Publish>,
-    /// The messages again, for a bridged hub's `forward` (empty otherwise).
-    forward: Vec<Message>,
 }
 
 /// Holds `msg` for `topic` until the turn running on this thread ends;
@@ -62,18 +60,13 @@ pub(crate) fn stage(
                 topic: Arc::clone(topic),
                 exclude,
                 publishes: Vec::with_capacity(16),
-                forward: Vec::new(),
             });
         }
         let Some(run) = staged.last_mut() else {
             return Err(msg);
         };
-        if hub.bridge.is_some() {
-            run.forward.push(msg.clone());
-        }
         run.publishes.push(Publish {
-            opcode: opcode(&msg),
-            payload: msg.into_bytes(),
+            message: msg,
             compress,
         });
         Ok(())
@@ -94,8 +87,8 @@ pub(crate) fn deliver_staged() {
     for run in runs.drain(..) {
         run.topic.publish_run(&run.publishes, run.exclude);
         if let Some(bridge) = &run.hub.bridge {
-            let compress = run.publishes.iter().map(|publish| publish.compress);
-            bridge.forward_all(run.topic.name(), &mut run.forward.iter().zip(compress));
+            let mut messages = run.publishes.iter().map(|p| (&p.message, p.compress));
+            bridge.forward_all(run.topic.name(), &mut messages);
         }
     }
     // Keep the list's allocation for this thread's next turn.

@@ -14,6 +14,7 @@ use bytes::{Bytes, BytesMut};
 use foldhash::HashMap;
 
 use super::{Lane, Subscriber};
+use crate::Message;
 use crate::deflate::compress_shared;
 use crate::outbox::{Batch, COPY_LIMIT};
 use crate::protocol::frame::OpCode;
@@ -155,16 +156,9 @@ impl Topic {
     /// Frames `payload` once per lane and queues it to every subscriber but
     /// `exclude`, compressed for those that negotiated it if `compress`;
     /// returns how many it reached.
-    pub(crate) fn publish(
-        &self,
-        opcode: OpCode,
-        payload: &Bytes,
-        exclude: Option<u64>,
-        compress: bool,
-    ) -> usize {
+    pub(crate) fn publish(&self, message: &Message, exclude: Option<u64>, compress: bool) -> usize {
         let message = Publish {
-            opcode,
-            payload: payload.clone(),
+            message: message.clone(),
             compress,
         };
         self.publish_run(std::slice::from_ref(&message), exclude)
@@ -206,7 +200,7 @@ impl Topic {
                     .filter(|m| m.lane == Lane::Own && Some(m.id()) != exclude)
                     .filter(|m| {
                         m.socket
-                            .send_own(message.opcode, &message.payload, message.compress)
+                            .send_own(message.opcode(), message.payload(), message.compress)
                     })
                     .count();
             }
@@ -214,8 +208,8 @@ impl Topic {
         let plain: Vec<Frame<'_>> = run
             .iter()
             .map(|m| Frame {
-                opcode: m.opcode,
-                payload: &m.payload,
+                opcode: m.opcode(),
+                payload: m.payload(),
                 compressed: false,
             })
             .collect();
@@ -231,7 +225,7 @@ impl Topic {
                 .iter()
                 .map(|m| {
                     m.compress
-                        .then(|| compress_shared(15, &m.payload))
+                        .then(|| compress_shared(15, m.payload()))
                         .flatten()
                 })
                 .collect();
@@ -256,9 +250,22 @@ impl Topic {
 /// One message of a published run.
 #[derive(Debug, Clone)]
 pub(crate) struct Publish {
-    pub(crate) opcode: OpCode,
-    pub(crate) payload: Bytes,
+    pub(crate) message: Message,
     pub(crate) compress: bool,
+}
+
+impl Publish {
+    fn opcode(&self) -> OpCode {
+        if self.message.is_text() {
+            OpCode::Text
+        } else {
+            OpCode::Binary
+        }
+    }
+
+    fn payload(&self) -> &Bytes {
+        self.message.payload()
+    }
 }
 
 /// The members of a topic and the sender of a run, for fanning out a run

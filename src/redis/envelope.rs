@@ -73,51 +73,89 @@ fn flags(message: &Message, compress: bool) -> u8 {
     flags
 }
 
-/// The envelope of `message`, published by `node`: one buffer, one copy of
-/// the payload.
+/// Payload bytes one batch takes, at most; a larger message goes alone.
+/// Keeps each channel message well under Redis's output buffer limit for
+/// pub/sub clients (8 MiB soft by default).
+pub(crate) const MAX_BATCH: usize = 1024 * 1024;
+
+/// An envelope being filled, a message at a time, with what one node
+/// publishes to one topic, in order: each payload is copied once, into the
+/// buffer that goes to Redis.
+#[derive(Debug)]
+pub(crate) struct Batch {
+    /// The header's room, then each message as flags, length, payload.
+    buf: Vec<u8>,
+    count: usize,
+}
+
+impl Batch {
+    pub(crate) fn new() -> Self {
+        Self {
+            buf: vec![0; HEADER_LEN],
+            count: 0,
+        }
+    }
+
+    /// How many messages it holds.
+    pub(crate) fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Whether a message of `len` bytes may join: the first always does,
+    /// later ones while the payloads stay within [`MAX_BATCH`].
+    pub(crate) fn fits(&self, len: usize) -> bool {
+        let taken = self.buf.len() - HEADER_LEN;
+        self.count == 0 || taken.saturating_add(ENTRY_LEN + len) <= MAX_BATCH
+    }
+
+    /// Adds `message` (check [`fits`](Self::fits) first).
+    pub(crate) fn push(&mut self, message: &Message, compress: bool) {
+        // Only a lone message can be 4 GiB or more, and a lone message is
+        // sent as version 1, without this length.
+        let len = u32::try_from(message.len()).unwrap_or(u32::MAX);
+        self.buf.reserve(ENTRY_LEN + message.len());
+        self.buf.push(flags(message, compress));
+        self.buf.extend_from_slice(&len.to_be_bytes());
+        self.buf.extend_from_slice(message.as_bytes());
+        self.count += 1;
+    }
+
+    /// The envelope, from `node`: version 1 for a lone message, version 2
+    /// for any other number.
+    pub(crate) fn finish(mut self, node: u64) -> Vec<u8> {
+        if self.count == 1 {
+            let flags = self.buf.get(HEADER_LEN).copied().unwrap_or(0);
+            // The payload moves up to right after a version-1 header.
+            self.buf.drain(..ENTRY_LEN);
+            self.buf[0] = VERSION;
+            self.buf[1] = flags;
+        } else {
+            self.buf[0] = BATCH;
+            self.buf[1] = 0;
+        }
+        self.buf[2..HEADER_LEN].copy_from_slice(&node.to_be_bytes());
+        self.buf
+    }
+}
+
+/// The envelope of `message`, published by `node`.
+#[cfg(test)]
 pub(crate) fn encode(node: u64, message: &Message, compress: bool) -> Vec<u8> {
-    let mut out = Vec::with_capacity(HEADER_LEN + message.len());
-    out.push(VERSION);
-    out.push(flags(message, compress));
-    out.extend_from_slice(&node.to_be_bytes());
-    out.extend_from_slice(message.as_bytes());
-    out
+    encode_all(node, std::iter::once((message, compress)))
 }
 
 /// The envelope of `messages` (message, compress), published by `node` in
-/// this order: one message as [`encode`] writes it, several as a batch.
-/// `None` if a batch would hold a payload of 4 GiB or more, which its
-/// length field cannot say (the bridge never batches large messages).
+/// this order.
+#[cfg(test)]
 pub(crate) fn encode_all<'a>(
     node: u64,
-    messages: impl ExactSizeIterator<Item = (&'a Message, bool)> + Clone,
-) -> Option<Vec<u8>> {
-    let mut messages = messages;
-    if messages.len() == 1 {
-        let (message, compress) = messages.next()?;
-        return Some(encode(node, message, compress));
-    }
-    if messages
-        .clone()
-        .any(|(m, _)| u32::try_from(m.len()).is_err())
-    {
-        return None;
-    }
-    let len = messages
-        .clone()
-        .map(|(m, _)| ENTRY_LEN + m.len())
-        .sum::<usize>();
-    let mut out = Vec::with_capacity(HEADER_LEN + len);
-    out.push(BATCH);
-    out.push(0);
-    out.extend_from_slice(&node.to_be_bytes());
+    messages: impl Iterator<Item = (&'a Message, bool)>,
+) -> Vec<u8> {
+    let mut batch = Batch::new();
     for (message, compress) in messages {
-        let len = u32::try_from(message.len()).ok()?;
-        out.push(flags(message, compress));
-        out.extend_from_slice(&len.to_be_bytes());
-        out.extend_from_slice(message.as_bytes());
+        batch.push(message, compress);
     }
-    Some(out)
+    batch.finish(node)
 }
 
 /// The node id of an envelope, read without checking the rest: a node
@@ -236,7 +274,7 @@ mod tests {
                     message: if binary { Message::binary(payload) } else { Message::from(text) },
                 })
                 .collect();
-            let bytes = encode_all(node, sent.iter().map(|e| (&e.message, e.compress))).unwrap();
+            let bytes = encode_all(node, sent.iter().map(|e| (&e.message, e.compress)));
             prop_assert_eq!(bytes[0], if sent.len() == 1 { VERSION } else { BATCH });
             prop_assert_eq!(sender(&bytes), Some(node));
             prop_assert_eq!(decode(&bytes).unwrap(), sent);
@@ -247,7 +285,7 @@ mod tests {
         #[test]
         fn a_batch_cut_short_is_refused_or_its_whole_first_messages(cut in 1usize..=32) {
             let messages = [Message::from("one"), Message::binary(vec![1u8; 9]), Message::from("three")];
-            let bytes = encode_all(7, messages.iter().map(|m| (m, false))).unwrap();
+            let bytes = encode_all(7, messages.iter().map(|m| (m, false)));
             let short = &bytes[..bytes.len() - cut];
             if let Ok(got) = decode(short) {
                 prop_assert!(got.len() < messages.len());
@@ -285,13 +323,31 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_takes_messages_up_to_its_size_and_a_large_one_alone() {
+        let mut batch = Batch::new();
+        assert!(batch.fits(MAX_BATCH * 2), "the first message always fits");
+        batch.push(
+            &Message::binary(vec![1u8; MAX_BATCH - 2 * ENTRY_LEN - 10]),
+            false,
+        );
+        assert!(batch.fits(10));
+        assert!(!batch.fits(11));
+        batch.push(&Message::from("0123456789"), true);
+        assert_eq!(batch.len(), 2);
+        let envelopes = decode(&batch.finish(5)).unwrap();
+        assert_eq!(envelopes.len(), 2);
+        assert_eq!(envelopes[1].message, Message::from("0123456789"));
+        assert!(envelopes[1].compress && !envelopes[0].compress);
+    }
+
+    #[test]
     fn the_header_is_as_documented() {
         let bytes = encode(1, &Message::binary(vec![9u8]), true);
         assert_eq!(bytes, [1, 0b11, 0, 0, 0, 0, 0, 0, 0, 1, 9]);
         let bytes = encode(u64::MAX, &Message::from("a"), false);
         assert_eq!(bytes, [1, 0, 255, 255, 255, 255, 255, 255, 255, 255, b'a']);
         let messages = [Message::from("a"), Message::binary(vec![9u8, 8])];
-        let bytes = encode_all(1, messages.iter().zip([false, true])).unwrap();
+        let bytes = encode_all(1, messages.iter().zip([false, true]));
         #[rustfmt::skip]
         assert_eq!(bytes, [
             2, 0, 0, 0, 0, 0, 0, 0, 0, 1,
@@ -319,7 +375,7 @@ mod tests {
         assert!(decode(&bytes).unwrap()[0].message.is_binary());
         // A batch: flags in its header, a bad entry, one cut short.
         let messages = [Message::from("x"), Message::from("y")];
-        let mut bytes = encode_all(3, messages.iter().map(|m| (m, false))).unwrap();
+        let mut bytes = encode_all(3, messages.iter().map(|m| (m, false)));
         bytes[1] = 1;
         assert_eq!(decode(&bytes), Err(Malformed::Flags(1)));
         bytes[1] = 0;

@@ -1,32 +1,35 @@
 //! The hub's end of a bridge: what [`Bridge`] calls leave for the bridge's
 //! task. Nothing here blocks or awaits (the hub calls it under its locks):
-//! a publish, or a socket's burst of publishes to one topic, is pushed onto
-//! a bounded list under one short lock, a subscription change is a map
-//! insert under another; the task is woken only when the list was empty,
-//! and takes all of it at once.
+//! a publish, or a socket's burst of publishes to one topic, is copied into
+//! the envelope of its topic's run at the end of a bounded queue under one
+//! short lock, a subscription change is a map insert under another; the
+//! task is woken only when the queue was empty, and takes all of it at
+//! once.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use foldhash::HashMap;
 use tokio::sync::Notify;
 
+use super::envelope::Batch;
 use super::stats::Counters;
 use crate::{Bridge, Message};
 
-/// A publish made on this node, on its way to Redis.
+/// Publishes made on this node to one topic, one after the other, on their
+/// way to Redis as one PUBLISH.
 #[derive(Debug)]
-pub(crate) struct Outgoing {
-    /// Shared by the messages of one burst.
+pub(crate) struct Run {
     pub(crate) topic: Arc<str>,
-    pub(crate) message: Message,
-    pub(crate) compress: bool,
+    pub(crate) batch: Batch,
 }
 
 /// The publishes waiting for the task.
 #[derive(Debug, Default)]
 struct Pending {
-    outgoing: Vec<Outgoing>,
-    /// Payload bytes in `outgoing`.
+    runs: Vec<Run>,
+    /// Messages in `runs`.
+    messages: usize,
+    /// Payload bytes in `runs`.
     bytes: usize,
     /// The hub's end is gone: the task ends once it took the rest.
     closed: bool,
@@ -66,11 +69,12 @@ impl Shared {
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Moves every waiting publish into `into` (empty), in order; false
-    /// once the hub's end is gone and nothing waits.
-    pub(crate) fn take(&self, into: &mut Vec<Outgoing>) -> bool {
+    /// Moves every waiting run into `into` (empty), in order; false once
+    /// the hub's end is gone and nothing waits.
+    pub(crate) fn take(&self, into: &mut Vec<Run>) -> bool {
         let mut pending = self.pending();
-        std::mem::swap(&mut pending.outgoing, into);
+        std::mem::swap(&mut pending.runs, into);
+        pending.messages = 0;
         pending.bytes = 0;
         !(pending.closed && into.is_empty())
     }
@@ -91,29 +95,40 @@ impl Shared {
     /// Queues what fits of `messages` for `topic`, counting the rest as
     /// dropped; wakes the task if it had nothing.
     fn push(&self, topic: &str, messages: &mut dyn Iterator<Item = (&Message, bool)>) {
-        let mut topic_name: Option<Arc<str>> = None;
         let mut dropped = 0;
+        let mut shared_name: Option<Arc<str>> = None;
         let mut pending = self.pending();
-        let was_empty = pending.outgoing.is_empty();
+        let pending = &mut *pending;
+        let was_empty = pending.runs.is_empty();
         for (message, compress) in messages {
             let bytes = pending.bytes.saturating_add(message.len());
             if pending.closed
-                || pending.outgoing.len() >= self.max_queued
+                || pending.messages >= self.max_queued
                 || bytes > self.max_queued_bytes
             {
                 dropped += 1;
                 continue;
             }
-            let topic = topic_name.get_or_insert_with(|| topic.into());
+            let last = pending.runs.last().filter(|run| &*run.topic == topic);
+            if !last.is_some_and(|run| run.batch.fits(message.len())) {
+                // The same name again if the run before is this topic's.
+                let name = match last {
+                    Some(run) => Arc::clone(&run.topic),
+                    None => Arc::clone(shared_name.get_or_insert_with(|| topic.into())),
+                };
+                pending.runs.push(Run {
+                    topic: name,
+                    batch: Batch::new(),
+                });
+            }
+            let Some(run) = pending.runs.last_mut() else {
+                continue;
+            };
+            run.batch.push(message, compress);
+            pending.messages += 1;
             pending.bytes = bytes;
-            pending.outgoing.push(Outgoing {
-                topic: Arc::clone(topic),
-                message: message.clone(),
-                compress,
-            });
         }
-        let wake = was_empty && !pending.outgoing.is_empty();
-        drop(pending);
+        let wake = was_empty && !pending.runs.is_empty();
         if dropped > 0 {
             Counters::add(&self.counters.dropped, dropped);
         }
@@ -162,6 +177,7 @@ impl Drop for Queue {
 
 #[cfg(test)]
 mod tests {
+    use super::super::envelope;
     use super::*;
 
     fn queue(messages: usize, bytes: usize) -> Queue {
@@ -174,10 +190,17 @@ mod tests {
         queue.shared.counters.snapshot().dropped
     }
 
-    fn take(queue: &Queue) -> Vec<Outgoing> {
-        let mut out = Vec::new();
-        assert!(queue.shared.take(&mut out));
-        out
+    /// The waiting runs: topic, and each message with its compress flag.
+    fn take(queue: &Queue) -> Vec<(String, Vec<(Message, bool)>)> {
+        let mut runs = Vec::new();
+        assert!(queue.shared.take(&mut runs));
+        runs.into_iter()
+            .map(|run| {
+                let envelopes = envelope::decode(&run.batch.finish(9)).unwrap();
+                let messages = envelopes.into_iter().map(|e| (e.message, e.compress));
+                (run.topic.to_string(), messages.collect())
+            })
+            .collect()
     }
 
     #[test]
@@ -187,15 +210,12 @@ mod tests {
             queue.forward("t", &Message::from(format!("{i}")), true);
         }
         assert_eq!(dropped(&queue), 3);
-        let got: Vec<_> = take(&queue).into_iter().map(|o| o.message).collect();
-        assert_eq!(got, [Message::from("0"), Message::from("1")]);
+        let expected = vec![(Message::from("0"), true), (Message::from("1"), true)];
+        assert_eq!(take(&queue), [("t".to_owned(), expected)]);
         queue.forward("t", &Message::from("5"), false);
         assert_eq!(dropped(&queue), 3, "room again once the task took them");
-        let last = take(&queue).pop().unwrap();
-        assert_eq!(
-            (&*last.topic, last.message, last.compress),
-            ("t", Message::from("5"), false)
-        );
+        let expected = vec![(Message::from("5"), false)];
+        assert_eq!(take(&queue), [("t".to_owned(), expected)]);
     }
 
     #[test]
@@ -206,24 +226,51 @@ mod tests {
         queue.forward("t", &Message::binary(vec![0u8; 4]), true);
         queue.forward("t", &Message::binary(vec![0u8; 11]), true);
         assert_eq!(dropped(&queue), 2, "the second 6 and the 11 do not fit");
-        let lens: Vec<_> = take(&queue).iter().map(|o| o.message.len()).collect();
+        let runs = take(&queue);
+        let lens: Vec<_> = runs[0].1.iter().map(|(m, _)| m.len()).collect();
         assert_eq!(lens, [6, 4]);
         assert!(take(&queue).is_empty());
     }
 
     #[test]
-    fn a_burst_keeps_its_order_and_shares_its_topic() {
-        let queue = queue(3, 1 << 20);
+    fn consecutive_publishes_to_a_topic_share_a_run_in_order() {
+        let queue = queue(5, 1 << 20);
         let burst: Vec<Message> = (0..4).map(|i| Message::from(format!("{i}"))).collect();
-        queue.forward_all("room", &mut burst.iter().map(|m| (m, m.len() == 1)));
-        assert_eq!(dropped(&queue), 1, "the fourth does not fit");
-        let got = take(&queue);
-        let texts: Vec<_> = got.iter().map(|o| o.message.as_text().unwrap()).collect();
-        assert_eq!(texts, ["0", "1", "2"]);
-        assert!(
-            got.iter()
-                .all(|o| Arc::ptr_eq(&o.topic, &got[0].topic) && o.compress)
+        queue.forward_all("room", &mut burst.iter().map(|m| (m, true)));
+        queue.forward("other", &Message::binary(vec![7u8]), false);
+        queue.forward("room", &Message::from("4"), false);
+        assert_eq!(dropped(&queue), 1, "the sixth does not fit");
+        let runs = take(&queue);
+        let topics: Vec<_> = runs.iter().map(|(t, _)| t.as_str()).collect();
+        assert_eq!(topics, ["room", "other"]);
+        let room: Vec<_> = runs[0]
+            .1
+            .iter()
+            .map(|(m, c)| (m.as_text().unwrap(), *c))
+            .collect();
+        assert_eq!(room, [("0", true), ("1", true), ("2", true), ("3", true)]);
+        assert_eq!(runs[1].1, [(Message::binary(vec![7u8]), false)]);
+    }
+
+    #[test]
+    fn a_run_ends_at_the_batch_size() {
+        let queue = queue(100, 8 << 20);
+        let big = Message::binary(vec![1u8; envelope::MAX_BATCH / 2]);
+        for _ in 0..3 {
+            queue.forward("t", &big, false);
+        }
+        let runs = take(&queue);
+        let sizes: Vec<_> = runs.iter().map(|(_, m)| m.len()).collect();
+        assert_eq!(
+            sizes,
+            [1, 1, 1],
+            "two halves and their headers exceed a batch"
         );
+        let small = Message::from("s");
+        queue.forward("t", &big, false);
+        queue.forward("t", &small, false);
+        let sizes: Vec<_> = take(&queue).iter().map(|(_, m)| m.len()).collect();
+        assert_eq!(sizes, [2]);
     }
 
     #[test]
@@ -232,11 +279,11 @@ mod tests {
         let shared = Arc::clone(&queue.shared);
         queue.forward("t", &Message::from("x"), true);
         drop(queue);
-        let mut out = Vec::new();
-        assert!(shared.take(&mut out), "what waited is still handed over");
-        assert_eq!(out.len(), 1);
-        out.clear();
-        assert!(!shared.take(&mut out));
+        let mut runs = Vec::new();
+        assert!(shared.take(&mut runs), "what waited is still handed over");
+        assert_eq!(runs.len(), 1);
+        runs.clear();
+        assert!(!shared.take(&mut runs));
     }
 
     #[test]

@@ -11,36 +11,10 @@ use tokio::time::{Instant, MissedTickBehavior};
 use super::envelope;
 use super::link::{Arrival, Link, Lost, Publish, Target};
 use super::options::Options;
-use super::queue::{Outgoing, Shared};
+use super::queue::{Run, Shared};
 use super::stats::Counters;
 use crate::Hub;
 use crate::hub::HubInner;
-
-/// Payload bytes per PUBLISH of several messages, at most: a larger message
-/// goes alone. Keeps each channel message well under Redis's output buffer
-/// limit for pub/sub clients (8 MiB soft by default).
-const ENVELOPE_BYTES: usize = 1024 * 1024;
-
-/// `batch` cut into runs of messages to one topic, in order, each run at
-/// most [`ENVELOPE_BYTES`] of payload or a single message: one PUBLISH each.
-fn runs(batch: &[Outgoing]) -> impl Iterator<Item = &[Outgoing]> {
-    let mut rest = batch;
-    std::iter::from_fn(move || {
-        let first = rest.first()?;
-        let mut bytes = first.message.len();
-        let mut end = 1;
-        while let Some(next) = rest.get(end) {
-            bytes += envelope::ENTRY_LEN + next.message.len();
-            if next.topic != first.topic || bytes > ENVELOPE_BYTES {
-                break;
-            }
-            end += 1;
-        }
-        let (run, after) = rest.split_at(end);
-        rest = after;
-        Some(run)
-    })
-}
 
 /// The state of the bridge's task.
 pub(crate) struct Task {
@@ -55,8 +29,8 @@ pub(crate) struct Task {
     /// The topics with local subscribers, as far as the task has heard:
     /// what a new connection SUBSCRIBEs to.
     pub(crate) wanted: HashSet<Box<str>>,
-    /// Reused between pipelines.
-    pub(crate) batch: Vec<Outgoing>,
+    /// What the last look took; reused between looks.
+    pub(crate) batch: Vec<Run>,
 }
 
 /// What a look at the subscription changes asks of Redis.
@@ -128,24 +102,17 @@ impl Task {
     /// for each run of messages to the same topic, in order (see
     /// [`envelope`]).
     async fn publish(&mut self, link: &mut Link) -> Result<(), Lost> {
-        let count = self.batch.len();
-        let mut publishes = Vec::new();
-        for run in runs(&self.batch) {
-            let channel = self.channel(&run[0].topic);
-            let messages = run.iter().map(|out| (&out.message, out.compress));
-            if let Some(envelope) = envelope::encode_all(self.node, messages) {
-                publishes.push(Publish { channel, envelope });
-            } else {
-                // Never: `runs` batches only messages far under 4 GiB.
-                for out in run {
-                    let envelope = envelope::encode(self.node, &out.message, out.compress);
-                    let channel = channel.clone();
-                    publishes.push(Publish { channel, envelope });
-                }
-            }
-        }
+        let mut runs = std::mem::take(&mut self.batch);
+        let count = runs.iter().map(|run| run.batch.len()).sum();
+        let publishes: Vec<Publish> = runs
+            .drain(..)
+            .map(|run| Publish {
+                channel: self.channel(&run.topic),
+                envelope: run.batch.finish(self.node),
+            })
+            .collect();
+        self.batch = runs;
         let commands = publishes.len();
-        self.batch.clear();
         let counters = &self.shared.counters;
         match link.publish(&publishes).await {
             Ok(()) => {
@@ -240,7 +207,8 @@ impl Task {
     }
 
     fn drop_batch(&mut self) {
-        Counters::add(&self.shared.counters.dropped, self.batch.len());
+        let count = self.batch.iter().map(|run| run.batch.len()).sum();
+        Counters::add(&self.shared.counters.dropped, count);
         self.batch.clear();
     }
 
