@@ -1,11 +1,12 @@
-//! cargo run --features redis --example redis_chat [-- [--redis URL] PORT...]
+//! cargo run --features redis --example redis_chat [-- [--redis URL | --cluster URL,URL...] PORT...]
 //!
 //! One chat room shared by several servers through Redis: a server (its own
 //! `RedisBridge`, so its own node) on each PORT, 3001 and 3002 unless told
 //! otherwise, all on the Redis at URL (`redis://127.0.0.1:6379/` unless
-//! told otherwise; port 0 picks a free one). Run it once with two ports,
-//! or once per port in two terminals to have two processes. Then chat
-//! across them:
+//! told otherwise; port 0 picks a free one), or on the Redis Cluster that
+//! the URLs after `--cluster` belong to (sharded pub/sub). Run it once with
+//! two ports, or once per port in two terminals to have two processes.
+//! Then chat across them:
 //!
 //! ```text
 //! redis-server --port 6379 --save ''
@@ -50,11 +51,21 @@ async fn join(up: Upgrade<String>, query: Query<HashMap<String, String>>) -> wsh
     up.accept(name)
 }
 
+/// Where the nodes' Redis is.
+#[derive(Clone)]
+enum Redis {
+    Single(String),
+    Cluster(Vec<String>),
+}
+
 async fn serve_node(
-    url: String,
+    redis: Redis,
     port: u16,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let bridge = RedisBridge::connect(&url).await?;
+    let bridge = match redis {
+        Redis::Single(url) => RedisBridge::connect(&url).await?,
+        Redis::Cluster(nodes) => RedisBridge::connect_cluster(nodes).await?,
+    };
     let app = Router::new()
         .route("/", get(join))
         .layer(WebSocketLayer::new(Room).with_hub(bridge.hub()));
@@ -67,15 +78,19 @@ async fn serve_node(
 
 #[tokio::main]
 async fn main() {
-    let mut url = "redis://127.0.0.1:6379/".to_owned();
+    let mut redis = Redis::Single("redis://127.0.0.1:6379/".to_owned());
     let mut ports = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match (arg.as_str(), arg.parse::<u16>()) {
-            ("--redis", _) => url = args.next().unwrap_or_default(),
+            ("--redis", _) => redis = Redis::Single(args.next().unwrap_or_default()),
+            ("--cluster", _) => {
+                let urls = args.next().unwrap_or_default();
+                redis = Redis::Cluster(urls.split(',').map(str::to_owned).collect());
+            }
             (_, Ok(port)) => ports.push(port),
             _ => {
-                eprintln!("usage: redis_chat [--redis URL] [PORT]...");
+                eprintln!("usage: redis_chat [--redis URL | --cluster URL,URL...] [PORT]...");
                 std::process::exit(2);
             }
         }
@@ -85,7 +100,7 @@ async fn main() {
     }
     let nodes: Vec<_> = ports
         .into_iter()
-        .map(|port| tokio::spawn(serve_node(url.clone(), port)))
+        .map(|port| tokio::spawn(serve_node(redis.clone(), port)))
         .collect();
     for node in nodes {
         match node.await {

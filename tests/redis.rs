@@ -561,10 +561,14 @@ struct ChatProcess {
 
 impl ChatProcess {
     async fn start(redis: &RedisServer) -> Self {
+        Self::start_with(&["--redis", &redis.url(), "0"]).await
+    }
+
+    async fn start_with(args: &[&str]) -> Self {
         use tokio::io::AsyncBufReadExt as _;
         let binary = common::process::example_binary_with("redis_chat", &["redis"]);
         let mut child = tokio::process::Command::new(binary)
-            .args(["--redis", &redis.url(), "0"])
+            .args(args)
             .stdout(std::process::Stdio::piped())
             .kill_on_drop(true)
             .spawn()
@@ -985,4 +989,28 @@ async fn connect_cluster_fails_clearly() {
         matches!(err, wshub::redis::ConnectError::Redis(_)),
         "{err:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_server_processes_share_a_room_through_a_cluster() {
+    let cluster = RedisCluster::start(3).await;
+    let urls = cluster.urls().join(",");
+    let nodes = [
+        ChatProcess::start_with(&["--cluster", &urls, "0"]).await,
+        ChatProcess::start_with(&["--cluster", &urls, "0"]).await,
+    ];
+    let join = |node: usize, name: &str| {
+        let url = format!("ws://{}/?name={name}", nodes[node].addr);
+        async move { connect_with(url).await.unwrap().0 }
+    };
+    let (mut ada, mut bob) = (join(0, "ada").await, join(1, "bob").await);
+    until_shard_subscribed(&cluster, "wshub:room", 2).await;
+    send(&mut ada, Msg::text("hello")).await;
+    assert_eq!(recv(&mut ada).await, Msg::text("ada: hello"));
+    assert_eq!(recv(&mut bob).await, Msg::text("ada: hello"));
+    send(&mut bob, Msg::text("hi ada")).await;
+    assert_eq!(recv(&mut bob).await, Msg::text("bob: hi ada"));
+    assert_eq!(recv(&mut ada).await, Msg::text("bob: hi ada"));
+    assert!(cluster.calls("spublish").await >= 2);
+    assert_eq!(cluster.calls("publish").await, 0);
 }
