@@ -97,8 +97,8 @@ impl Shared {
     fn push(&self, topic: &str, messages: &mut dyn Iterator<Item = (&Message, bool)>) {
         let mut dropped = 0;
         let mut shared_name: Option<Arc<str>> = None;
-        let mut pending = self.pending();
-        let pending = &mut *pending;
+        let mut guard = self.pending();
+        let pending = &mut *guard;
         let was_empty = pending.runs.is_empty();
         for (message, compress) in messages {
             let bytes = pending.bytes.saturating_add(message.len());
@@ -129,6 +129,7 @@ impl Shared {
             pending.bytes = bytes;
         }
         let wake = was_empty && !pending.runs.is_empty();
+        drop(guard);
         if dropped > 0 {
             Counters::add(&self.counters.dropped, dropped);
         }
