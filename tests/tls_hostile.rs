@@ -7,6 +7,7 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -15,7 +16,7 @@ use common::tls::*;
 use common::*;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use wshub::WebSocketLayer;
 
 /// The handshake deadline the server under test gets.
@@ -53,10 +54,18 @@ async fn until_closed(tcp: &mut TcpStream, since: Instant) -> (Duration, Vec<u8>
     }
 }
 
-/// Connects, sends `bytes`, says so on `sent`, then sends nothing: how long
-/// until the server hung up.
-async fn stall(addr: SocketAddr, bytes: Vec<u8>, sent: mpsc::Sender<()>) -> Duration {
+/// Connects (while holding one of `connecting`'s permits), sends `bytes`,
+/// says so on `sent`, then sends nothing: how long until the server hung
+/// up.
+async fn stall(
+    addr: SocketAddr,
+    bytes: Vec<u8>,
+    sent: mpsc::Sender<()>,
+    connecting: Arc<Semaphore>,
+) -> Duration {
+    let permit = connecting.acquire_owned().await.unwrap();
     let mut tcp = TcpStream::connect(addr).await.unwrap();
+    drop(permit);
     let since = Instant::now();
     tcp.write_all(&bytes).await.unwrap();
     let _ = sent.send(()).await;
@@ -71,8 +80,16 @@ async fn stalled_round(addr: SocketAddr, n: usize) -> (Vec<Duration>, u64) {
         hello[..hello.len() / 2].to_vec()
     };
     let (sent_tx, mut sent_rx) = mpsc::channel(n);
+    // 100 connects at a time: with all 500 at once, the accept queue
+    // overflowed on this machine (`netstat -s`), the kernel dropped SYNs,
+    // and a client that retried a second later was accepted, and so cut,
+    // a second late. They still all stall together.
+    let connecting = Arc::new(Semaphore::new(100));
     let tasks: Vec<_> = (0..n)
-        .map(|_| tokio::spawn(stall(addr, half.clone(), sent_tx.clone())))
+        .map(|_| {
+            let connecting = Arc::clone(&connecting);
+            tokio::spawn(stall(addr, half.clone(), sent_tx.clone(), connecting))
+        })
         .collect();
     for _ in 0..n {
         sent_rx.recv().await.expect("a stalling client failed");
