@@ -353,26 +353,20 @@ async fn a_burst_to_two_topics_shares_publishes_and_keeps_its_order() {
     assert_eq!(b.stats().malformed, 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn subscription_churn_leaves_no_channel_behind() {
-    const CYCLES: usize = 10_000;
+/// Four clients on `node` subscribe and unsubscribe, `cycles` times in
+/// all, over 64 topics they share, while the bridge's task keeps up; then
+/// each has its answer to a ping, so the node has seen every change.
+async fn churn(node: &Node, cycles: usize) {
     const CHURNERS: usize = 4;
-    let redis = RedisServer::start().await;
-    let (a, b) = (Node::start(&redis).await, Node::start(&redis).await);
-    let mut steady = a.join("keep").await;
     let mut churners = Vec::new();
     for _ in 0..CHURNERS {
-        churners.push(a.join("").await);
+        churners.push(node.join("").await);
     }
-    until_subscribed(&redis, "wshub:keep", 1).await;
-
-    // Subscribe and unsubscribe, 10,000 times in all, over 64 topics
-    // shared by the churners, while the bridge's task keeps up.
     let churn = churners
         .iter_mut()
         .enumerate()
         .map(|(c, client)| async move {
-            for i in 0..CYCLES / CHURNERS {
+            for i in 0..cycles / CHURNERS {
                 let topic = format!("t{}", (i * CHURNERS + c) % 64);
                 send(client, Msg::text(format!("s {topic}"))).await;
                 send(client, Msg::text(format!("u {topic}"))).await;
@@ -381,6 +375,16 @@ async fn subscription_churn_leaves_no_channel_behind() {
             assert_eq!(recv(client).await, Msg::text("pong"));
         });
     futures_util::future::join_all(churn).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscription_churn_leaves_no_channel_behind() {
+    const CYCLES: usize = 10_000;
+    let redis = RedisServer::start().await;
+    let (a, b) = (Node::start(&redis).await, Node::start(&redis).await);
+    let mut steady = a.join("keep").await;
+    until_subscribed(&redis, "wshub:keep", 1).await;
+    churn(&a, CYCLES).await;
     let (subscribes, unsubscribes) = (
         redis.calls("subscribe").await,
         redis.calls("unsubscribe").await,
@@ -850,32 +854,14 @@ async fn a_cluster_carries_every_topic_through_the_shard_that_owns_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_churn_leaves_no_shard_channel_behind() {
     const CYCLES: usize = 10_000;
-    const CHURNERS: usize = 4;
     let cluster = RedisCluster::start(3).await;
     let (a, b) = (
         Node::on_cluster(&cluster).await,
         Node::on_cluster(&cluster).await,
     );
     let mut steady = a.join("keep").await;
-    let mut churners = Vec::new();
-    for _ in 0..CHURNERS {
-        churners.push(a.join("").await);
-    }
     until_shard_subscribed(&cluster, "wshub:keep", 1).await;
-
-    let churn = churners
-        .iter_mut()
-        .enumerate()
-        .map(|(c, client)| async move {
-            for i in 0..CYCLES / CHURNERS {
-                let topic = format!("t{}", (i * CHURNERS + c) % 64);
-                send(client, Msg::text(format!("s {topic}"))).await;
-                send(client, Msg::text(format!("u {topic}"))).await;
-            }
-            send(client, Msg::text("ping")).await;
-            assert_eq!(recv(client).await, Msg::text("pong"));
-        });
-    futures_util::future::join_all(churn).await;
+    churn(&a, CYCLES).await;
     let (subscribes, unsubscribes) = (
         cluster.calls("ssubscribe").await,
         cluster.calls("sunsubscribe").await,

@@ -68,26 +68,23 @@ impl Link {
 
     /// SSUBSCRIBEs to `channels`, one command each, several at once.
     pub(crate) async fn subscribe(&mut self, channels: &[String]) -> Result<(), Lost> {
-        let conn = &self.conn;
-        let each = |channel: &String| {
-            let mut conn = conn.clone();
-            let channel = channel.clone();
-            async move { conn.ssubscribe(channel).await }
-        };
-        let all = futures_util::stream::iter(channels)
-            .map(each)
-            .buffer_unordered(IN_FLIGHT)
-            .try_for_each(|()| future::ready(Ok(())));
-        within(self.timeout, all).await
+        self.each_channel("SSUBSCRIBE", channels).await
     }
 
     /// SUNSUBSCRIBEs from `channels`, one command each, several at once.
     pub(crate) async fn unsubscribe(&mut self, channels: &[String]) -> Result<(), Lost> {
-        let conn = &self.conn;
+        self.each_channel("SUNSUBSCRIBE", channels).await
+    }
+
+    /// `command CHANNEL` for each of `channels`, [`IN_FLIGHT`] at a time
+    /// (each goes to the shard that owns its channel; the cluster client
+    /// tracks the subscriptions it makes).
+    async fn each_channel(&self, command: &str, channels: &[String]) -> Result<(), Lost> {
         let each = |channel: &String| {
-            let mut conn = conn.clone();
-            let channel = channel.clone();
-            async move { conn.sunsubscribe(channel).await }
+            let mut conn = self.conn.clone();
+            let mut cmd = ::redis::cmd(command);
+            cmd.arg(channel);
+            async move { cmd.exec_async(&mut conn).await }
         };
         let all = futures_util::stream::iter(channels)
             .map(each)

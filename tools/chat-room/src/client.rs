@@ -49,6 +49,27 @@ pub struct Opts {
 }
 
 impl Opts {
+    /// One cell of a table: `clients` clients sending batches of
+    /// `messages` for `seconds`, with no deflate, checking, room, start
+    /// time or TLS; the caller sets the address (and the rest it needs)
+    /// per run.
+    pub fn cell(clients: usize, messages: usize, seconds: usize, stall_timeout: f64) -> Self {
+        Self {
+            addr: ([127, 0, 0, 1], 0).into(),
+            peer: None,
+            clients,
+            messages,
+            seconds,
+            stall_timeout: Duration::from_secs_f64(stall_timeout),
+            server_pid: None,
+            deflate: false,
+            verify: false,
+            room: None,
+            start_at: None,
+            tls: None,
+        }
+    }
+
     pub fn parse(args: &mut Args) -> Result<Self, String> {
         Ok(Self {
             addr: args.get("addr", SocketAddr::from(([127, 0, 0, 1], 4001)))?,

@@ -76,18 +76,8 @@ pub fn orchestrate(args: &mut Args) -> Result<(), String> {
                         );
                         // Address, server, room and start time come per run.
                         let opts = client::Opts {
-                            addr: ([127, 0, 0, 1], 0).into(),
-                            peer: None,
-                            clients: n,
-                            messages: m,
-                            seconds,
-                            stall_timeout: Duration::from_secs_f64(stall_timeout),
-                            server_pid: None,
                             deflate: deflate || servers::deflate_mode(&kind).is_some(),
-                            verify: false,
-                            room: None,
-                            start_at: None,
-                            tls: None,
+                            ..client::Opts::cell(n, m, seconds, stall_timeout)
                         };
                         let cell = cells.entry((kind.clone(), t, n, m)).or_default();
                         match measure(&mut common, &kind, t, rooms, &opts) {

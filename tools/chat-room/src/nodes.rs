@@ -430,20 +430,7 @@ pub fn orchestrate(args: &mut Args) -> Result<(), String> {
     for rep in 1..=reps {
         for &n in &clients {
             for &m in &messages {
-                let opts = client::Opts {
-                    addr: ([127, 0, 0, 1], 0).into(),
-                    peer: None,
-                    clients: n,
-                    messages: m,
-                    seconds,
-                    stall_timeout: Duration::from_secs_f64(stall_timeout),
-                    server_pid: None,
-                    deflate: false,
-                    verify: false,
-                    room: None,
-                    start_at: None,
-                    tls: None,
-                };
+                let opts = client::Opts::cell(n, m, seconds, stall_timeout);
                 for setup in Setup::ALL {
                     done += 1;
                     let label = format!(

@@ -421,19 +421,11 @@ pub fn throughput(args: &mut Args) -> Result<(), String> {
                     let cell = cells.entry((n, m, kind.clone())).or_default();
                     let label = format!("[{done}/{total}] {kind:<12} N={n:<3} M={m:<5} rep {rep}");
                     let opts = client::Opts {
-                        addr: ([127, 0, 0, 1], 0).into(),
-                        peer: None,
-                        clients: n,
-                        messages: m,
-                        seconds,
-                        stall_timeout: Duration::from_secs_f64(stall_timeout),
-                        server_pid: None,
                         // Deflate servers are always offered it.
                         deflate: deflate || servers::deflate_mode(&kind).is_some(),
                         verify,
-                        room: None,
-                        start_at: None,
                         tls: common.tls_dir().map(Path::to_owned),
+                        ..client::Opts::cell(n, m, seconds, stall_timeout)
                     };
                     match measure(&mut common, &kind, opts) {
                         Ok((report, lagged)) => {
