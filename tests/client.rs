@@ -544,6 +544,39 @@ async fn an_unread_stream_pushes_back_on_the_server() {
     .await;
 }
 
+/// Empty messages are bounded too: each takes its place in the inbox, so an
+/// unread stream stops reading however small the messages are. A server
+/// writing nothing but empty frames finds its writes blocked after the
+/// inbox and the kernel's buffers are full (a few MiB), not after 16 MiB.
+#[tokio::test]
+async fn an_unread_stream_of_empty_messages_pushes_back_too() {
+    within(WAIT, async {
+        let server = FakeServer::new().await;
+        let client = tokio::spawn(
+            WsClient::new(server.url())
+                .receive_buffer(64 * 1024)
+                .connect(),
+        );
+        let (mut tcp, _) = server.upgrade("").await;
+        let _socket = client.await.unwrap().unwrap();
+        // 32,768 empty binary frames per write.
+        let chunk = b"\x82\x00".repeat(32 * 1024);
+        let mut written = 0;
+        loop {
+            let write = tokio::time::timeout(Duration::from_millis(500), tcp.write_all(&chunk));
+            if write.await.is_err() {
+                break;
+            }
+            written += chunk.len();
+            assert!(
+                written < 16 << 20,
+                "the client kept reading: {written} bytes of empty frames"
+            );
+        }
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_client_socket_can_subscribe_and_receives_publishes_masked() {
     within(WAIT, async {

@@ -1,6 +1,7 @@
 //! The queue between a stream-driven client socket's task and the code
 //! reading it: messages in order, bounded in bytes, and how it ended.
 
+use std::any::{Any, TypeId};
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -37,12 +38,36 @@ pub struct Inbox {
 struct State {
     messages: VecDeque<Message>,
     bytes: usize,
+    /// An empty queue with room, for the next [`Handoff`]'s batch.
+    spare: VecDeque<Message>,
     /// The reader, waiting for a message.
     reader: Option<Waker>,
     /// The socket's task, waiting for room.
     writer: Option<Waker>,
     error: Option<Error>,
     end: Option<Closed>,
+}
+
+impl State {
+    /// Moves `batch` to the back of the queue: by swapping when the queue
+    /// is empty, the common case.
+    fn append(&mut self, batch: &mut VecDeque<Message>) {
+        self.bytes += batch.iter().map(cost).sum::<usize>();
+        if self.messages.is_empty() {
+            std::mem::swap(&mut self.messages, batch);
+        } else {
+            self.messages.append(batch);
+        }
+    }
+
+    /// Lets go of the lock, then wakes the reader if it waits.
+    fn unlock_and_wake(mut this: MutexGuard<'_, Self>) {
+        let reader = this.reader.take();
+        drop(this);
+        if let Some(reader) = reader {
+            crate::wake::wake(reader);
+        }
+    }
 }
 
 impl Inbox {
@@ -65,7 +90,7 @@ impl Inbox {
             return Poll::Pending;
         }
         if let Some(msg) = msg.take() {
-            state.bytes += msg.len();
+            state.bytes += cost(&msg);
             state.messages.push_back(msg);
         }
         let reader = state.reader.take();
@@ -77,6 +102,38 @@ impl Inbox {
     }
 
     /// Moves every queued message into `out`; at the end, how it ended.
+    /// Queues `batch`, which the caller made sure fits, then `msg` if the
+    /// inbox has room for it (always when the queue is empty), or gives it
+    /// back. Returns the room left. `batch` comes back empty, with room.
+    fn push(&self, batch: &mut VecDeque<Message>, msg: Message) -> (Result<(), Message>, usize) {
+        let mut state = self.lock();
+        state.append(batch);
+        let pushed = if state.bytes >= self.capacity && !state.messages.is_empty() {
+            Err(msg)
+        } else {
+            state.bytes += cost(&msg);
+            state.messages.push_back(msg);
+            Ok(())
+        };
+        if batch.capacity() == 0 {
+            std::mem::swap(batch, &mut state.spare);
+        }
+        let room = self.capacity.saturating_sub(state.bytes);
+        State::unlock_and_wake(state);
+        (pushed, room)
+    }
+
+    /// Queues `batch`, which the caller made sure fits, and keeps its
+    /// memory for the next batch.
+    fn push_batch(&self, batch: &mut VecDeque<Message>) {
+        let mut state = self.lock();
+        state.append(batch);
+        if batch.capacity() > state.spare.capacity() {
+            state.spare = std::mem::take(batch);
+        }
+        State::unlock_and_wake(state);
+    }
+
     pub(crate) fn poll_take(
         &self,
         cx: &mut Context<'_>,
@@ -122,6 +179,82 @@ impl Inbox {
 
 /// The handler of a stream-driven client socket: everything goes to its inbox.
 pub(crate) struct Forward;
+
+/// What a message takes of the inbox's capacity: its payload, and its own
+/// place in the queue (so that empty messages are bounded too).
+fn cost(msg: &Message) -> usize {
+    msg.len() + std::mem::size_of::<Message>()
+}
+
+/// Messages on their way from a client stream's task to its inbox, taken
+/// without a handler future each and queued together: one lock per pass of
+/// the driver, not one per message. For any other handler it takes nothing.
+///
+/// It batches only what fits in the room the inbox had when last locked
+/// (the reader only ever makes more), so the inbox's bound is the same as
+/// one message at a time. A message that may not fit is queued with the
+/// batch under the lock, or given back for `Handler::message`, which waits
+/// for room. Dropping the handoff queues what it holds.
+pub(crate) struct Handoff<'a> {
+    inbox: Option<&'a Inbox>,
+    batch: VecDeque<Message>,
+    room: usize,
+}
+
+impl<'a> Handoff<'a> {
+    /// A handoff for `handler`'s socket: a real one when `handler` is the
+    /// stream's own [`Forward`], which is known per handler type when the
+    /// driver is compiled, so other handlers pay nothing.
+    #[inline]
+    pub(crate) fn new<H: Handler>(_: &H, ws: &'a WebSocket<H::Data>) -> Self {
+        // Constants once `H` is known: the branch is compiled out.
+        let inbox = if TypeId::of::<H>() == TypeId::of::<Forward>() {
+            let ws: &dyn Any = ws;
+            ws.downcast_ref::<WebSocket<Inbox>>().map(WebSocket::data)
+        } else {
+            None
+        };
+        Self {
+            inbox,
+            batch: VecDeque::new(),
+            room: 0,
+        }
+    }
+
+    /// Takes `msg`, or gives it back for `Handler::message`.
+    #[inline]
+    pub(crate) fn offer(&mut self, msg: Message) -> Result<(), Message> {
+        let Some(inbox) = self.inbox else {
+            return Err(msg);
+        };
+        let cost = cost(&msg);
+        if cost <= self.room {
+            self.room -= cost;
+            self.batch.push_back(msg);
+            return Ok(());
+        }
+        let (pushed, room) = inbox.push(&mut self.batch, msg);
+        self.room = room;
+        pushed
+    }
+}
+
+impl Handoff<'_> {
+    /// Queues what the handoff holds.
+    #[inline]
+    pub(crate) fn flush(&mut self) {
+        if let (Some(inbox), false) = (self.inbox, self.batch.is_empty()) {
+            inbox.push_batch(&mut self.batch);
+        }
+    }
+}
+
+impl Drop for Handoff<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
 
 impl Handler for Forward {
     type Data = Inbox;

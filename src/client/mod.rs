@@ -48,6 +48,7 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use tokio::io::AsyncWriteExt as _;
 
 pub use self::error::ConnectError;
+pub(crate) use self::inbox::Handoff;
 pub use self::inbox::{Closed, Inbox};
 pub use self::socket::ClientSocket;
 use self::target::Target;
@@ -233,7 +234,8 @@ impl Client {
 
     /// How many bytes of received messages a [`ClientSocket`] holds unread
     /// before it stops reading from the server (1 MiB by default; at least
-    /// one message is always taken).
+    /// one message is always taken). Each message counts its payload and
+    /// its place in the queue, so a flood of empty messages is bounded too.
     pub fn receive_buffer(mut self, bytes: usize) -> Self {
         self.receive_buffer = bytes;
         self

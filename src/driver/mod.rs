@@ -20,24 +20,28 @@ mod turn;
 
 use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 
 use bytes::Bytes;
 use futures_util::future::OptionFuture;
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
-use self::connection::{Connection, End, Event, Then};
+use self::connection::{Connection, End, Event, Then, panic_message};
 pub(crate) use self::transport::Transport;
 use self::transport::Unwrapped;
 use self::turn::Turn;
+#[cfg(feature = "client")]
+use crate::client::Handoff;
 use crate::deflate::{Inflater, Negotiated, Outgoing};
 use crate::hub::HubInner;
 use crate::protocol::{Role, close_code};
 use crate::socket::{Core, Settings};
 use crate::upgrade::AcceptedConn;
-use crate::{Config, Handler, Hub, WebSocket};
+use crate::{Config, Error, Handler, Hub, WebSocket};
 
 /// Starts the task of an accepted connection once hyper hands over the stream.
 pub(crate) fn spawn<H: Handler>(
@@ -184,22 +188,48 @@ fn run<H: Handler>(
             if let Err(error) = conn.drive(ws.0.core(), next).await {
                 break conn.fail(ws.0.core(), error);
             }
-            let event = poll_fn(|cx| {
-                let polled = conn.poll_event(cx, ws.0.core());
-                if polled.is_pending() {
-                    message = None;
+            // Messages are handled inside this poll, each future in the
+            // reused box, polled at once: one that finishes there (most do)
+            // costs no trip through the task's own loop. One that waits is
+            // driven below, with the connection writing meanwhile.
+            let step = poll_fn(|cx| {
+                let mut handoff = Handoff::new(&*handler, &ws.0);
+                loop {
+                    let msg = match conn.poll_event(cx, ws.0.core()) {
+                        Poll::Ready(Event::Message(msg)) => msg,
+                        Poll::Ready(event) => return Poll::Ready(Step::Event(event)),
+                        Poll::Pending => {
+                            message = None;
+                            return Poll::Pending;
+                        }
+                    };
+                    let Err(msg) = handoff.offer(msg) else {
+                        continue;
+                    };
+                    // What the handoff holds goes first: order is kept.
+                    handoff.flush();
+                    let fut = reuse(&mut message, handler.message(&ws.0, msg));
+                    match std::panic::catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
+                        Ok(Poll::Ready(_)) => {}
+                        Ok(Poll::Pending) => return Poll::Ready(Step::Waiting),
+                        Err(panic) => return Poll::Ready(Step::Panicked(panic)),
+                    }
                 }
-                polled
             })
             .await;
             // Decided in plain functions, so the event is not kept across
             // the handler's `.await`; every handler future is boxed, so
             // none of them sizes the idle task.
-            next = match event {
-                Event::Message(msg) => {
-                    Running::Message(reuse(&mut message, handler.message(&ws.0, msg)))
+            next = match step {
+                Step::Waiting => match message.as_mut() {
+                    Some(fut) => Running::Message(fut.as_mut()),
+                    None => Running::Boxed(Box::pin(async {})),
+                },
+                Step::Panicked(panic) => {
+                    let error = Error::HandlerPanicked(panic_message(&*panic));
+                    break conn.fail(ws.0.core(), error);
                 }
-                event => match handling(&*handler, &ws.0, event) {
+                Step::Event(event) => match handling(&*handler, &ws.0, event) {
                     Ok(next) => Running::Boxed(next),
                     Err(end) => break *end,
                 },
@@ -207,6 +237,41 @@ fn run<H: Handler>(
         };
         Box::pin(close(&*handler, &mut conn, &ws.0, end)).await;
     }
+}
+
+/// What a pass of reading and handling messages ended with.
+enum Step {
+    /// A message's future is waiting, in the reused box.
+    Waiting,
+    /// A message's handler panicked.
+    Panicked(Box<dyn std::any::Any + Send>),
+    /// Something else for the handler, or the end.
+    Event(Event),
+}
+
+/// Without the client, every message goes through `Handler::message`.
+#[cfg(not(feature = "client"))]
+struct Handoff;
+
+#[cfg(not(feature = "client"))]
+impl Handoff {
+    fn new<H: Handler>(_: &H, _: &WebSocket<H::Data>) -> Self {
+        Self
+    }
+
+    #[expect(
+        clippy::unused_self,
+        reason = "the client's handoff has the same shape"
+    )]
+    fn offer(&mut self, msg: crate::Message) -> Result<(), crate::Message> {
+        Err(msg)
+    }
+
+    #[expect(
+        clippy::unused_self,
+        reason = "the client's handoff has the same shape"
+    )]
+    fn flush(&mut self) {}
 }
 
 /// A handler future, boxed: it exists only while the handler runs, so an

@@ -123,6 +123,11 @@ impl Decoder {
     /// After an error the connection must be failed with the error's
     /// [`close_code`](ProtocolError::close_code).
     pub fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, ProtocolError> {
+        if self.pending.is_none() && self.fragments.is_none() {
+            if let Some(frame) = self.short_message(src)? {
+                return Ok(Some(frame));
+            }
+        }
         loop {
             let Pending { header, seen } = match self.pending {
                 Some(pending) => pending,
@@ -150,6 +155,45 @@ impl Decoder {
                 return Ok(Some(frame));
             }
         }
+    }
+
+    /// The common case in one step: a whole short message (one frame, FIN
+    /// set, no RSV bits, text or binary, under 126 bytes, masked as the role
+    /// requires) already in `src`. `None` sends everything else down the
+    /// general path, which checks every rule; every rule that applies to
+    /// such a frame holds here too.
+    #[inline]
+    fn short_message(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, ProtocolError> {
+        let [b0, b1, ..] = src[..] else {
+            return Ok(None);
+        };
+        let text = match b0 {
+            0x81 => true,
+            0x82 => false,
+            _ => return Ok(None),
+        };
+        let masked = b1 & 0x80 != 0;
+        let len = usize::from(b1 & 0x7f);
+        if len >= 126 || len > self.max_payload || masked != (self.role == Role::Server) {
+            return Ok(None);
+        }
+        let header_len = if masked { 6 } else { 2 };
+        if src.len() < header_len + len {
+            return Ok(None);
+        }
+        let mask = masked.then(|| [src[2], src[3], src[4], src[5]]);
+        src.advance(header_len);
+        let mut payload = src.split_to(len);
+        if let Some(mask) = mask {
+            apply_mask(&mut payload, mask, 0);
+        }
+        self.compressed = false;
+        let payload = payload.freeze();
+        Ok(Some(Frame::Message(if text {
+            Message::text_from_utf8(payload)?
+        } else {
+            Message::binary(payload)
+        })))
     }
 
     /// How many more bytes the frame being received needs, once its header
@@ -540,5 +584,47 @@ mod tests {
             decoder.decode(&mut wire),
             Ok(Some(Frame::Message(Message::binary(vec![1, 2, 3, 4, 5]))))
         );
+    }
+
+    /// Short whole frames take the one-step path; fed a byte at a time they
+    /// take the general one. Both must agree on every rule, the bad cases
+    /// included.
+    #[test]
+    fn short_frames_decode_alike_whole_and_byte_by_byte() {
+        let unmasked = |b0: u8, payload: &[u8]| {
+            let mut wire = vec![b0, payload.len() as u8];
+            wire.extend_from_slice(payload);
+            wire
+        };
+        let cases: Vec<(Role, usize, Vec<u8>)> = vec![
+            (Role::Server, 1024, frame(true, 1, "héllo".as_bytes())),
+            (Role::Server, 1024, frame(true, 2, &[0; 125])),
+            (Role::Server, 1024, frame(true, 2, b"")),
+            (Role::Server, 4, frame(true, 2, b"12345")),
+            (Role::Server, 1024, frame(true, 1, b"\xff\xfe")),
+            (Role::Server, 1024, unmasked(0x82, b"hi")),
+            (Role::Server, 1024, unmasked(0xc2, b"hi")),
+            (Role::Client, 1024, unmasked(0x81, "hé".as_bytes())),
+            (Role::Client, 1024, unmasked(0x81, b"\xc3")),
+            (Role::Client, 1024, unmasked(0x82, b"")),
+            (Role::Client, 1, unmasked(0x82, b"hi")),
+            (Role::Client, 1024, unmasked(0xc1, b"hi")),
+            (Role::Client, 1024, frame(true, 2, b"hi")),
+        ];
+        for (role, limit, wire) in cases {
+            let whole = Decoder::new(role, limit).decode(&mut BytesMut::from(&wire[..]));
+            let mut decoder = Decoder::new(role, limit);
+            let mut buf = BytesMut::new();
+            let mut piecewise = Ok(None);
+            for byte in &wire {
+                buf.extend_from_slice(&[*byte]);
+                piecewise = decoder.decode(&mut buf);
+                if !matches!(piecewise, Ok(None)) {
+                    break;
+                }
+            }
+            assert_eq!(whole, piecewise, "{role:?} limit {limit}: {wire:x?}");
+            assert!(!matches!(whole, Ok(None)), "{wire:x?} decoded to nothing");
+        }
     }
 }
