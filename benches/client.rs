@@ -9,7 +9,12 @@
 //! wshub's `ClientSocket` (a stream) and wshub's client run by a `Handler`
 //! (no stream between the socket and the code); and, as the ceiling, no
 //! client at all: plain reads of the same bytes. Medians over the runs, and
-//! each client's ratio to tokio-tungstenite measured in the same run.
+//! each client's ratio to tokio-tungstenite measured in the same run, for
+//! the rate and for the client thread's CPU time per message
+//! (`/proc/thread-self/schedstat`). With 64 KiB messages the server's
+//! sending bounds the rate on a small machine (the kernel's send path costs
+//! about twice its receive path), and every client's CPU is mostly the
+//! kernel's copy: the CPU column shows what each client adds to it.
 //!
 //! ```text
 //! cargo bench --features client --bench client
@@ -179,9 +184,35 @@ impl Handler for Counter {
     }
 }
 
-/// One run: connects, asks for `count` messages of `size` bytes, returns
-/// the seconds until the last arrived.
-async fn run(kind: Kind, addr: SocketAddr, count: usize, size: usize) -> f64 {
+/// What one run measured.
+#[derive(Clone, Copy)]
+struct Measured {
+    /// From asking to the last message.
+    secs: f64,
+    /// CPU time of the client's thread (user and kernel) over that span.
+    cpu_ns: f64,
+}
+
+/// One run: connects, asks for `count` messages of `size` bytes, and
+/// measures the time and the client thread's CPU until the last arrived.
+/// Where the server's sending is what bounds the rate (large messages:
+/// the kernel's send path costs more than its receive path), the CPU per
+/// message still tells how much each client spends.
+async fn run(kind: Kind, addr: SocketAddr, count: usize, size: usize) -> Measured {
+    let cpu = || testkit::proc::thread_cpu_ns().unwrap_or(0) as f64;
+    let before = cpu();
+    let secs = receive(kind, addr, count, size).await;
+    // Connecting and closing are in the CPU time too: a few tens of
+    // microseconds, against runs of a tenth of a second and more.
+    Measured {
+        secs,
+        cpu_ns: cpu() - before,
+    }
+}
+
+/// Connects, asks for `count` messages of `size` bytes, returns the seconds
+/// until the last arrived.
+async fn receive(kind: Kind, addr: SocketAddr, count: usize, size: usize) -> f64 {
     let url = format!("ws://{addr}/");
     let order = format!("go {count} {size}");
     let config = Config::default()
@@ -321,30 +352,37 @@ fn main() {
     }
     for (label, count, size) in [("16 B", small, 16), ("64 KiB", large, 64 * 1024)] {
         let mut secs: Vec<Vec<f64>> = vec![Vec::new(); kinds.len()];
+        let mut cpu: Vec<Vec<f64>> = vec![Vec::new(); kinds.len()];
         let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); kinds.len()];
+        let mut cpu_ratios: Vec<Vec<f64>> = vec![Vec::new(); kinds.len()];
         for _ in 0..reps {
             let mut this = Vec::new();
             for (i, kind) in kinds.iter().enumerate() {
-                let s = runtime.block_on(run(*kind, addr, count, size));
-                secs[i].push(s);
-                this.push(s);
+                let m = runtime.block_on(run(*kind, addr, count, size));
+                secs[i].push(m.secs);
+                cpu[i].push(m.cpu_ns / count as f64);
+                this.push(m);
             }
             for i in 0..kinds.len() {
                 // The first client (tokio-tungstenite unless `--only`) is 1.0.
-                ratios[i].push(this[0] / this[i]);
+                ratios[i].push(this[0].secs / this[i].secs);
+                cpu_ratios[i].push(this[0].cpu_ns / this[i].cpu_ns);
             }
         }
         println!(
-            "{count} messages of {label}, median of {reps} runs (ratio: same run, vs tokio-tungstenite):"
+            "{count} messages of {label}, median of {reps} runs (ratios: same run, vs tokio-tungstenite; \
+             CPU: the client thread's, per message):"
         );
         for (i, kind) in kinds.iter().enumerate() {
             let s = median(secs[i].clone());
             println!(
-                "  {:<20} {:>12.0} msg/s {:>9.1} MB/s   {:.2}x",
+                "  {:<20} {:>12.0} msg/s {:>9.1} MB/s   {:.2}x   CPU {:>9.1} ns/msg   {:.2}x less",
                 kind.name(),
                 count as f64 / s,
                 (count * size) as f64 / s / 1e6,
                 median(ratios[i].clone()),
+                median(cpu[i].clone()),
+                median(cpu_ratios[i].clone()),
             );
         }
     }

@@ -71,6 +71,18 @@ pub fn cpu_time(pid: u32) -> Option<CpuTime> {
     })
 }
 
+/// Nanoseconds the calling thread has run on a CPU so far, user and kernel
+/// together (`/proc/thread-self/schedstat`, first field): precise where the
+/// clock ticks of `stat` are 10 ms.
+pub fn thread_cpu_ns() -> Option<u64> {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// The CPU time used so far by the threads of this process named `name`
 /// (as `/proc/self/task/*/comm` shows it, at most 15 bytes).
 pub fn threads_cpu_time(name: &str) -> CpuTime {
