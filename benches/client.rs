@@ -173,12 +173,12 @@ impl Handler for Counter {
 
     async fn message(&self, ws: &WebSocket<Self::Data>, _msg: Message) {
         let count = ws.data();
-        if count
-            .seen
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-            + 1
-            == count.want
-        {
+        // Only this socket's task writes the count, so a load and a store
+        // do (no locked read-modify-write): the same work as the other
+        // clients' `seen += 1`.
+        let seen = count.seen.load(std::sync::atomic::Ordering::Relaxed) + 1;
+        count.seen.store(seen, std::sync::atomic::Ordering::Relaxed);
+        if seen == count.want {
             count.done.notify_one();
         }
     }
