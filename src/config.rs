@@ -39,6 +39,14 @@ pub struct Config {
     pub publish_to_self: bool,
     /// `permessage-deflate` (RFC 7692): off by default, as in Bun.
     pub compression: Compression,
+    /// Close a socket with 1001 this long after it opened, however busy
+    /// (uWebSockets' `maxLifetime`). `None`, the default, disables it.
+    pub max_lifetime: Option<Duration>,
+    /// Restart the idle timeout whenever data is written to the peer, not
+    /// only when something is read from it (uWebSockets'
+    /// `resetIdleTimeoutOnSend`): a peer that only listens stays open
+    /// while it is sent to. Off by default, as in Bun.
+    pub reset_idle_timeout_on_send: bool,
 }
 
 impl Default for Config {
@@ -52,6 +60,8 @@ impl Default for Config {
             close_timeout: Duration::from_secs(5),
             publish_to_self: false,
             compression: Compression::DISABLED,
+            max_lifetime: None,
+            reset_idle_timeout_on_send: false,
         }
     }
 }
@@ -112,6 +122,30 @@ impl Config {
     /// Sets [`close_timeout`](Self::close_timeout).
     pub fn close_timeout(mut self, timeout: Duration) -> Self {
         self.close_timeout = timeout;
+        self
+    }
+
+    /// Sets [`max_lifetime`](Self::max_lifetime); `Duration::ZERO` disables
+    /// it. Checked by the same sweeper as the idle timeout: a socket is
+    /// closed at most an eighth of its lifetime (and at most a second)
+    /// after it ends.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use wshub::Config;
+    ///
+    /// // Clients reconnect, and pick up new credentials, every hour.
+    /// let config = Config::default().max_lifetime(Duration::from_secs(3600));
+    /// assert_eq!(config.max_lifetime, Some(Duration::from_secs(3600)));
+    /// ```
+    pub fn max_lifetime(mut self, lifetime: Duration) -> Self {
+        self.max_lifetime = (!lifetime.is_zero()).then_some(lifetime);
+        self
+    }
+
+    /// Sets [`reset_idle_timeout_on_send`](Self::reset_idle_timeout_on_send).
+    pub fn reset_idle_timeout_on_send(mut self, reset: bool) -> Self {
+        self.reset_idle_timeout_on_send = reset;
         self
     }
 }

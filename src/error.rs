@@ -2,7 +2,8 @@
 
 use crate::protocol::{ProtocolError, close_code};
 
-/// Why a connection failed, as passed to [`Handler::error`](crate::Handler::error).
+/// Why a connection failed, as passed to [`Handler::error`](crate::Handler::error)
+/// (or, for a failed upgrade, [`Handler::upgrade_failed`](crate::Handler::upgrade_failed)).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -15,6 +16,10 @@ pub enum Error {
     /// A handler method panicked; the socket is closed with 1011.
     #[error("a handler panicked: {0}")]
     HandlerPanicked(String),
+    /// hyper could not hand the connection over after the 101, as passed to
+    /// [`Handler::upgrade_failed`](crate::Handler::upgrade_failed).
+    #[error("the upgrade failed after the 101: {0}")]
+    Upgrade(#[source] hyper::Error),
 }
 
 impl Error {
@@ -22,7 +27,7 @@ impl Error {
     pub fn close_code(&self) -> u16 {
         match self {
             Self::Protocol(e) => e.close_code(),
-            Self::Io(_) => close_code::ABNORMAL,
+            Self::Io(_) | Self::Upgrade(_) => close_code::ABNORMAL,
             Self::HandlerPanicked(_) => close_code::ERROR,
         }
     }

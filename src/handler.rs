@@ -93,4 +93,14 @@ pub trait Handler: Send + Sync + 'static {
         let _ = (ws, payload);
         async {}
     }
+
+    /// The 101 went out but the connection never became a socket: hyper
+    /// failed to hand it over ([`Error::Upgrade`], for example the client
+    /// left at once, or a server built without upgrade support). No other
+    /// method runs for it; `data` is what [`Upgrade::accept`](crate::Upgrade::accept)
+    /// was given, back for cleanup (axum's `on_failed_upgrade`).
+    fn upgrade_failed(&self, data: Self::Data, error: Error) -> impl Future<Output = ()> + Send {
+        let _ = (data, error);
+        async {}
+    }
 }

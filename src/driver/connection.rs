@@ -213,13 +213,19 @@ impl Connection {
     /// Acts on the socket's lifecycle as other tasks moved it
     /// (`WebSocket::close`, `WebSocket::terminate`, the idle sweeper).
     fn check_commands(&mut self, core: &Core) -> Option<End> {
-        match core.outbox().phase() {
+        let phase = core.outbox().phase();
+        match phase {
             Phase::Open => None,
-            Phase::IdleExpired => {
-                core.outbox().begin_close(close_code::AWAY, "idle timeout");
+            Phase::IdleExpired | Phase::LifetimeOver => {
+                let reason = if phase == Phase::IdleExpired {
+                    "idle timeout"
+                } else {
+                    "max lifetime"
+                };
+                core.outbox().begin_close(close_code::AWAY, reason);
                 Some(End {
                     code: close_code::AWAY,
-                    reason: "idle timeout".to_owned(),
+                    reason: reason.to_owned(),
                     error: None,
                     then: Then::Linger,
                 })
@@ -346,6 +352,7 @@ impl Connection {
                 Poll::Ready(Ok(written)) => {
                     advance(&mut self.writing, written);
                     outbox.written(written);
+                    core.sent();
                 }
                 Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
                 Poll::Pending => {

@@ -9,7 +9,7 @@
 //! The task's future is 248 bytes (256 in debug builds), whatever the
 //! handler: tokio's cell for it is then 384 bytes, not 512 (see the test at
 //! the end). Per idle socket in a chat room, on the heap: that cell,
-//! tokio's I/O registration (256), the socket's `Arc` (`Core`, 240, and the
+//! tokio's I/O registration (256), the socket's `Arc` (`Core`, 248, and the
 //! typed data), and the hub's and the topic's entries (about 130,
 //! amortized); glibc adds some 290 bytes of fragments around tokio's two
 //! 128-byte-aligned blocks (`tests/idle_memory.rs` counts the blocks).
@@ -39,7 +39,7 @@ use crate::client::Handoff;
 use crate::deflate::{Inflater, Negotiated, Outgoing};
 use crate::hub::HubInner;
 use crate::protocol::{Role, close_code};
-use crate::socket::{Core, Settings};
+use crate::socket::{Core, Settings, Timers};
 use crate::upgrade::AcceptedConn;
 use crate::{Config, Error, Handler, Hub, WebSocket};
 
@@ -72,6 +72,7 @@ pub(crate) fn spawn<H: Handler>(
             Ok(upgraded) => upgraded,
             Err(error) => {
                 tracing::debug!(%error, "WebSocket upgrade failed");
+                handler.upgrade_failed(*data, Error::Upgrade(error)).await;
                 return;
             }
         };
@@ -128,8 +129,12 @@ pub(crate) fn start<H: Handler>(
         backpressure_limit: config.backpressure_limit,
         close_on_backpressure_limit: config.close_on_backpressure_limit,
         publish_to_self: config.publish_to_self,
-        idle_timeout: config.idle_timeout,
-        send_pings: config.send_pings,
+        timers: Timers {
+            idle_timeout: config.idle_timeout,
+            send_pings: config.send_pings,
+            reset_on_send: config.reset_idle_timeout_on_send,
+            max_lifetime: config.max_lifetime,
+        },
         role,
     };
     let compression = config.compression;

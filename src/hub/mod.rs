@@ -529,8 +529,12 @@ mod tests {
             backpressure_limit: 64 << 20,
             close_on_backpressure_limit: false,
             publish_to_self: false,
-            idle_timeout: None,
-            send_pings: false,
+            timers: crate::socket::Timers {
+                idle_timeout: None,
+                send_pings: false,
+                reset_on_send: false,
+                max_lifetime: None,
+            },
             role: crate::protocol::Role::Server,
         };
         WebSocket::new(

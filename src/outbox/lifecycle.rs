@@ -6,10 +6,11 @@
 //! without the lock.
 //!
 //! ```text
-//!            expire_idle            close (ours, or echoing the peer's)
+//!            expire                 close (ours, or echoing the peer's)
 //!   Open ───────────────▶ IdleExpired ──────────────▶ Closing ──┐
-//!    │ └──────────────────────────────────────────────────▲     │ end
-//!    │ terminate (from Open, IdleExpired or Closing)             ▼
+//!    │ │    expire          or LifetimeOver                ▲     │
+//!    │ └──────────────────────────────────────────────────┘     │ end
+//!    │ terminate (from Open, an expiry or Closing)               ▼
 //!    └──────────────────▶ Terminated ─────────────────────▶ Closed
 //! ```
 
@@ -23,15 +24,27 @@ use crate::ReadyState;
 pub(crate) enum Phase {
     /// Messages flow both ways.
     Open = 0,
-    /// The idle sweeper found the socket silent past its timeout; the
+    /// The sweeper found the socket silent past its idle timeout; the
     /// driver closes it with 1001.
     IdleExpired = 1,
+    /// The sweeper found the socket past its lifetime; the driver closes
+    /// it with 1001.
+    LifetimeOver = 2,
     /// Our close frame is queued: no data may follow; waiting for the peer's.
-    Closing = 2,
+    Closing = 3,
     /// `terminate`: the driver drops the connection without a close frame.
-    Terminated = 3,
+    Terminated = 4,
     /// The connection is gone; nothing is written any more.
-    Closed = 4,
+    Closed = 5,
+}
+
+/// Which of the sweeper's timers ran out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Expiry {
+    /// The idle timeout.
+    Idle,
+    /// The socket's lifetime.
+    Lifetime,
 }
 
 impl Phase {
@@ -39,8 +52,9 @@ impl Phase {
         match value {
             0 => Self::Open,
             1 => Self::IdleExpired,
-            2 => Self::Closing,
-            3 => Self::Terminated,
+            2 => Self::LifetimeOver,
+            3 => Self::Closing,
+            4 => Self::Terminated,
             _ => Self::Closed,
         }
     }
@@ -48,15 +62,26 @@ impl Phase {
     /// Whether data (or our first close frame) may still be queued, and
     /// the peer's messages still go to the handler: before our close.
     pub(crate) fn accepts_data(self) -> bool {
-        self <= Self::IdleExpired
+        self <= Self::LifetimeOver
     }
 
     /// What the browser API would call it.
     pub(crate) fn ready_state(self) -> ReadyState {
         match self {
             Self::Open => ReadyState::Open,
-            Self::IdleExpired | Self::Closing | Self::Terminated => ReadyState::Closing,
+            Self::IdleExpired | Self::LifetimeOver | Self::Closing | Self::Terminated => {
+                ReadyState::Closing
+            }
             Self::Closed => ReadyState::Closed,
+        }
+    }
+}
+
+impl From<Expiry> for Phase {
+    fn from(expiry: Expiry) -> Self {
+        match expiry {
+            Expiry::Idle => Self::IdleExpired,
+            Expiry::Lifetime => Self::LifetimeOver,
         }
     }
 }
@@ -90,7 +115,7 @@ impl Lifecycle {
         let from = self.phase();
         let allowed = match to {
             Phase::Open => false,
-            Phase::IdleExpired | Phase::Closing => from < to,
+            Phase::IdleExpired | Phase::LifetimeOver | Phase::Closing => from < to,
             Phase::Terminated => from < Phase::Terminated,
             Phase::Closed => from < Phase::Closed,
         };
@@ -111,10 +136,13 @@ mod tests {
         assert!(life.accepts_data());
         assert!(life.advance(Phase::IdleExpired));
         assert!(!life.advance(Phase::IdleExpired), "once");
+        assert!(life.advance(Phase::LifetimeOver), "the lifetime wins");
+        assert!(!life.advance(Phase::IdleExpired));
         assert!(life.accepts_data(), "the driver still queues its close");
         assert!(life.advance(Phase::Closing));
         assert!(!life.accepts_data());
         assert!(!life.advance(Phase::IdleExpired), "no way back");
+        assert!(!life.advance(Phase::LifetimeOver), "no way back");
         assert!(life.advance(Phase::Terminated));
         assert!(!life.advance(Phase::Closing));
         assert!(life.advance(Phase::Closed));

@@ -37,7 +37,7 @@ use bytes::{Bytes, BytesMut};
 
 pub(crate) use self::batch::Batch;
 use self::lifecycle::Lifecycle;
-pub(crate) use self::lifecycle::Phase;
+pub(crate) use self::lifecycle::{Expiry, Phase};
 use crate::protocol::close::CloseBody;
 use crate::protocol::close_code;
 use crate::protocol::encode_frame;
@@ -267,9 +267,9 @@ impl Outbox {
         self.command(Phase::Terminated);
     }
 
-    /// The sweeper found the socket silent: asks the driver to close it.
-    pub(crate) fn expire_idle(&self) {
-        self.command(Phase::IdleExpired);
+    /// One of the sweeper's timers ran out: asks the driver to close it.
+    pub(crate) fn expire(&self, expiry: Expiry) {
+        self.command(expiry.into());
     }
 
     fn command(&self, phase: Phase) {

@@ -9,11 +9,12 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 
+pub(crate) use super::liveness::Timers;
 use super::liveness::{Liveness, Verdict};
 use super::topics::Topics;
 use crate::deflate::{Outgoing, compress_shared};
 use crate::hub::{self, HubInner, Lane, Subscriber, deliver_staged};
-use crate::outbox::{COPY_LIMIT, Outbox, Phase};
+use crate::outbox::{COPY_LIMIT, Expiry, Outbox, Phase};
 use crate::protocol::frame::{MAX_CONTROL_PAYLOAD, OpCode};
 use crate::protocol::{Role, encode_frame, encode_header, encode_message_frame};
 use crate::{Message, SendStatus};
@@ -37,8 +38,7 @@ pub(crate) struct Settings {
     pub(crate) backpressure_limit: usize,
     pub(crate) close_on_backpressure_limit: bool,
     pub(crate) publish_to_self: bool,
-    pub(crate) idle_timeout: Option<Duration>,
-    pub(crate) send_pings: bool,
+    pub(crate) timers: Timers,
     /// Which end of the connection this socket is: a client masks its frames.
     pub(crate) role: Role,
 }
@@ -65,7 +65,7 @@ impl Core {
                 settings.close_on_backpressure_limit,
                 settings.role == Role::Client,
             ),
-            liveness: Liveness::new(settings.idle_timeout, settings.send_pings),
+            liveness: Liveness::new(&settings.timers),
             topics: Mutex::new(Topics::None),
         }
     }
@@ -152,6 +152,11 @@ impl Core {
         self.outbox.push(frame.freeze(), None)
     }
 
+    /// The driver wrote to the peer.
+    pub(crate) fn sent(&self) {
+        self.liveness.sent();
+    }
+
     /// The sweeper's look at this socket at `now`; returns how often it
     /// wants looking at.
     pub(crate) fn sweep(&self, now: u32) -> Option<Duration> {
@@ -160,7 +165,8 @@ impl Core {
             Verdict::Ping => {
                 self.send_control(OpCode::Ping, b"");
             }
-            Verdict::Expired => self.outbox.expire_idle(),
+            Verdict::Expired => self.outbox.expire(Expiry::Idle),
+            Verdict::LifetimeOver => self.outbox.expire(Expiry::Lifetime),
         }
         self.liveness.check_every()
     }

@@ -1,5 +1,6 @@
 //! Whether the peer is still there: when it last sent anything, and the
-//! idle timeout's ping and expiry, checked by the hub's sweeper.
+//! idle timeout's ping and expiry, checked by the hub's sweeper; and when
+//! the socket's lifetime ends, if it has one.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
@@ -11,10 +12,25 @@ pub(crate) struct Liveness {
     /// Idle timeout in milliseconds; 0 for none.
     idle_ms: u32,
     send_pings: bool,
-    /// When the driver last read anything ([`clock`] milliseconds).
+    /// Writing to the peer restarts the idle timeout too.
+    reset_on_send: bool,
+    /// The socket's lifetime in milliseconds; 0 for no limit.
+    lifetime_ms: u32,
+    /// When it ends ([`clock`] milliseconds).
+    ends_at: u32,
+    /// When the driver last read anything ([`clock`] milliseconds), or
+    /// wrote with `reset_on_send`.
     last_read: AtomicU32,
     /// A ping was sent since then.
     pinged: AtomicBool,
+}
+
+/// The timers a socket is held to.
+pub(crate) struct Timers {
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) send_pings: bool,
+    pub(crate) reset_on_send: bool,
+    pub(crate) max_lifetime: Option<Duration>,
 }
 
 /// What the sweeper should do with a socket.
@@ -26,17 +42,29 @@ pub(crate) enum Verdict {
     Ping,
     /// Silent past its timeout: close it.
     Expired,
+    /// Past its lifetime: close it.
+    LifetimeOver,
 }
 
 impl Liveness {
-    pub(crate) fn new(idle_timeout: Option<Duration>, send_pings: bool) -> Self {
+    pub(crate) fn new(timers: &Timers) -> Self {
+        let now = clock::now();
         Self {
-            idle_ms: idle_timeout.map_or(0, |idle| {
-                u32::try_from(idle.as_millis()).unwrap_or(u32::MAX).max(1)
-            }),
-            send_pings,
-            last_read: AtomicU32::new(clock::now()),
+            idle_ms: timers.idle_timeout.map_or(0, millis),
+            send_pings: timers.send_pings,
+            reset_on_send: timers.reset_on_send,
+            lifetime_ms: timers.max_lifetime.map_or(0, millis),
+            ends_at: now.wrapping_add(timers.max_lifetime.map_or(0, millis)),
+            last_read: AtomicU32::new(now),
             pinged: AtomicBool::new(false),
+        }
+    }
+
+    /// The driver wrote to the peer: restarts the idle timeout if so
+    /// configured.
+    pub(crate) fn sent(&self) {
+        if self.reset_on_send {
+            self.touch();
         }
     }
 
@@ -49,6 +77,13 @@ impl Liveness {
     /// The verdict at `now`: a ping halfway through the idle timeout (if
     /// pings are on), expiry after it.
     pub(crate) fn check(&self, now: u32) -> Verdict {
+        // `clock` milliseconds wrap after 49 days: compared as distances.
+        if self.lifetime_ms > 0 {
+            let left = self.ends_at.wrapping_sub(now);
+            if left == 0 || left > u32::MAX / 2 {
+                return Verdict::LifetimeOver;
+            }
+        }
         if self.idle_ms == 0 {
             return Verdict::Fine;
         }
@@ -65,8 +100,64 @@ impl Liveness {
         }
     }
 
-    /// How often this socket's idle timeout wants looking at.
+    /// How often this socket's timers want looking at: an eighth of the
+    /// shorter of the idle timeout and the lifetime.
     pub(crate) fn check_every(&self) -> Option<Duration> {
-        (self.idle_ms > 0).then(|| Duration::from_millis(u64::from(self.idle_ms / 8)))
+        let shortest = match (self.idle_ms, self.lifetime_ms) {
+            (0, 0) => return None,
+            (0, only) | (only, 0) => only,
+            (idle, lifetime) => idle.min(lifetime),
+        };
+        Some(Duration::from_millis(u64::from(shortest / 8)))
+    }
+}
+
+/// `duration` in whole milliseconds, at least 1, saturated.
+fn millis(duration: Duration) -> u32 {
+    u32::try_from(duration.as_millis())
+        .unwrap_or(u32::MAX / 2)
+        .clamp(1, u32::MAX / 2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timers(idle_ms: u64, lifetime_ms: u64) -> Timers {
+        let ms = |ms| (ms > 0).then(|| Duration::from_millis(ms));
+        Timers {
+            idle_timeout: ms(idle_ms),
+            send_pings: false,
+            reset_on_send: false,
+            max_lifetime: ms(lifetime_ms),
+        }
+    }
+
+    #[test]
+    fn the_lifetime_ends_on_time_even_across_the_clock_wrapping() {
+        let live = Liveness::new(&timers(0, 1000));
+        let start = live.ends_at.wrapping_sub(1000);
+        assert_eq!(live.check(start), Verdict::Fine);
+        assert_eq!(live.check(start.wrapping_add(999)), Verdict::Fine);
+        assert_eq!(live.check(start.wrapping_add(1000)), Verdict::LifetimeOver);
+        assert_eq!(
+            live.check(start.wrapping_add(60_000)),
+            Verdict::LifetimeOver
+        );
+        // The same a millisecond before the clock wraps.
+        let mut late = Liveness::new(&timers(0, 1000));
+        late.ends_at = u32::MAX.wrapping_add(1000);
+        assert_eq!(late.check(u32::MAX), Verdict::Fine);
+        assert_eq!(late.check(998), Verdict::Fine);
+        assert_eq!(late.check(999), Verdict::LifetimeOver);
+    }
+
+    #[test]
+    fn the_sweeper_looks_at_an_eighth_of_the_shorter_timer() {
+        let every = |idle, lifetime| Liveness::new(&timers(idle, lifetime)).check_every();
+        assert_eq!(every(0, 0), None);
+        assert_eq!(every(800, 0), Some(Duration::from_millis(100)));
+        assert_eq!(every(0, 1600), Some(Duration::from_millis(200)));
+        assert_eq!(every(8000, 1600), Some(Duration::from_millis(200)));
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-pub(crate) use self::core::{Core, Settings};
+pub(crate) use self::core::{Core, Settings, Timers};
 use crate::Message;
 use crate::hub::{Lane, Subscriber, deliver_staged};
 use crate::outbox::Outbox;
