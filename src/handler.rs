@@ -53,7 +53,9 @@ pub trait Handler: Send + Sync + 'static {
     /// handshake, an error or an abrupt disconnect (code 1006).
     ///
     /// By then the socket has left every topic, so a "left the room"
-    /// [`publish`](WebSocket::publish) from here reaches everyone else.
+    /// [`publish`](WebSocket::publish) from here reaches everyone else;
+    /// [`subscriptions`](WebSocket::subscriptions) still lists the topics
+    /// it was in, to know which rooms to tell.
     ///
     /// `code` is the peer's close code (1005 if it sent none) when the peer
     /// closed, the code we sent when this side closed or failed the

@@ -14,7 +14,7 @@ mod topic;
 
 use foldhash::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -22,6 +22,7 @@ use tokio::sync::Notify;
 
 pub use self::bridge::Bridge;
 pub(crate) use self::staging::{deliver_staged, stage};
+use self::topic::Joined;
 #[cfg(feature = "redis")]
 use self::topic::Publish;
 pub(crate) use self::topic::Topic;
@@ -110,6 +111,26 @@ pub(crate) struct HubInner {
     resweep: Arc<Notify>,
     /// Woken when the last socket closes.
     empty: Notify,
+    /// Hears of every change in a topic's subscribers (set once).
+    on_subscription: OnceLock<SubscriptionHook>,
+}
+
+/// A hook for [`Hub::on_subscription`].
+type SubscriptionHook = Box<dyn Fn(SubscriptionChange<'_>) + Send + Sync>;
+
+/// A socket joined or left a topic on this hub, as [`Hub::on_subscription`]
+/// hears of it: uWebSockets' `subscription` handler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SubscriptionChange<'a> {
+    /// The topic.
+    pub topic: &'a str,
+    /// The socket that joined or left ([`WebSocket::id`](crate::WebSocket::id)).
+    pub socket: u64,
+    /// The topic's subscribers on this hub before the change.
+    pub before: usize,
+    /// And after it: 1 after 0 is the first subscriber, 0 the last one gone.
+    pub after: usize,
 }
 
 impl Default for HubInner {
@@ -124,6 +145,7 @@ impl Default for HubInner {
             sweep_pace: AtomicU64::new(u64::MAX),
             resweep: Arc::new(Notify::new()),
             empty: Notify::new(),
+            on_subscription: OnceLock::new(),
         }
     }
 }
@@ -228,6 +250,41 @@ impl Hub {
             .map(|(message, compress)| Publish { message, compress })
             .collect();
         topic.publish_run(&run, None)
+    }
+
+    /// Calls `hook` each time a socket joins or leaves a topic on this hub
+    /// (subscribing, unsubscribing, or closing while subscribed), with the
+    /// topic's subscriber count before and after: for a presence list, or
+    /// to set something up for a topic's first subscriber and tear it down
+    /// after its last. One hook per hub; false, and `hook` dropped, if it
+    /// already has one.
+    ///
+    /// The hook runs on the thread that made the change, right after it,
+    /// with no lock of the hub held (it may publish, subscribe or count).
+    /// Changes made at the same time on other threads may reach it in
+    /// either order; each one's counts are exact.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use wshub::{Hub, SubscriptionChange};
+    ///
+    /// let hub = Hub::new();
+    /// let rooms = Arc::new(Mutex::new(Vec::new()));
+    /// let seen = Arc::clone(&rooms);
+    /// hub.on_subscription(move |change: SubscriptionChange<'_>| {
+    ///     match (change.before, change.after) {
+    ///         (0, 1) => seen.lock().unwrap().push(format!("+{}", change.topic)),
+    ///         (1, 0) => seen.lock().unwrap().push(format!("-{}", change.topic)),
+    ///         _ => {}
+    ///     }
+    /// });
+    /// # let _ = rooms;
+    /// ```
+    pub fn on_subscription(
+        &self,
+        hook: impl Fn(SubscriptionChange<'_>) + Send + Sync + 'static,
+    ) -> bool {
+        self.inner.on_subscription.set(Box::new(hook)).is_ok()
     }
 
     /// How many sockets of this hub are subscribed to `topic` (a bridged
@@ -357,16 +414,24 @@ impl HubInner {
         topic.publish(msg, exclude, compress)
     }
 
-    /// Adds `subscriber` to `name`, creating the topic if needed.
-    pub(crate) fn subscribe(&self, name: &str, subscriber: Arc<dyn Subscriber>) -> Arc<Topic> {
+    /// Adds `subscriber` to `name`, creating the topic if needed; returns
+    /// the topic, and its subscribers now if it joined. The caller tells
+    /// the hook ([`changed`](Self::changed)) once it holds no lock.
+    pub(crate) fn subscribe(
+        &self,
+        name: &str,
+        subscriber: Arc<dyn Subscriber>,
+    ) -> (Arc<Topic>, Option<usize>) {
         loop {
             let topic = match self.topic(name) {
                 Some(topic) => topic,
                 None => self.open_topic(name),
             };
             // The topic may have emptied and left the map since we found it.
-            if topic.add(Arc::clone(&subscriber)) {
-                return topic;
+            match topic.add(Arc::clone(&subscriber)) {
+                Joined::Gone => {}
+                Joined::Already => return (topic, None),
+                Joined::Now(after) => return (topic, Some(after)),
             }
         }
     }
@@ -388,9 +453,26 @@ impl HubInner {
         topic
     }
 
+    /// Tells the subscription hook, if there is one, of a change. Called
+    /// with no lock held: the hook may publish or subscribe.
+    pub(crate) fn changed(&self, topic: &str, socket: u64, before: usize, after: usize) {
+        if let Some(hook) = self.on_subscription.get() {
+            hook(SubscriptionChange {
+                topic,
+                socket,
+                before,
+                after,
+            });
+        }
+    }
+
     /// Removes socket `id` from `topic`, and the topic from the map once empty.
     pub(crate) fn unsubscribe(&self, topic: &Arc<Topic>, id: u64) {
-        if !topic.remove(id) {
+        let (was_member, after) = topic.remove(id);
+        if was_member {
+            self.changed(topic.name(), id, after + 1, after);
+        }
+        if after > 0 {
             return;
         }
         let mut topics = self.write();

@@ -93,13 +93,16 @@ impl Topic {
     }
 
     /// Adds a subscriber; false if the topic was removed from the hub meanwhile.
-    pub(crate) fn add(&self, socket: Arc<dyn Subscriber>) -> bool {
+    pub(crate) fn add(&self, socket: Arc<dyn Subscriber>) -> Joined {
         let mut state = self.lock();
         if state.removed {
-            return false;
+            return Joined::Gone;
         }
         let id = socket.id();
-        if !state.index.contains_key(&id) {
+        if state.index.contains_key(&id) {
+            return Joined::Already;
+        }
+        {
             let lane = socket.lane();
             match state.shared(lane) {
                 Some(shared) => shared.members += 1,
@@ -110,13 +113,16 @@ impl Topic {
             state.index.insert(id, at);
             self.count.store(state.members.len(), Ordering::Release);
         }
-        true
+        Joined::Now(state.members.len())
     }
 
-    /// Removes a subscriber; returns whether the topic is now empty.
-    pub(crate) fn remove(&self, id: u64) -> bool {
+    /// Removes a subscriber; returns whether it was one, and how many are
+    /// left.
+    pub(crate) fn remove(&self, id: u64) -> (bool, usize) {
         let mut state = self.lock();
-        if let Some(at) = state.index.remove(&id) {
+        let index = state.index.remove(&id);
+        let was_member = index.is_some();
+        if let Some(at) = index {
             let gone = state.members.swap_remove(at);
             match state.shared(gone.lane) {
                 Some(shared) => {
@@ -138,7 +144,7 @@ impl Topic {
         if state.members.is_empty() {
             *state = State::default();
         }
-        state.members.is_empty()
+        (was_member, state.members.len())
     }
 
     /// Marks the topic removed if it is still empty; returns whether it did.
@@ -245,6 +251,17 @@ impl Topic {
         }
         reached + last
     }
+}
+
+/// What [`Topic::add`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Joined {
+    /// The topic emptied and left the hub: subscribe anew.
+    Gone,
+    /// The socket already was a subscriber.
+    Already,
+    /// The socket joined; the topic's subscribers now.
+    Now(usize),
 }
 
 /// One message of a published run.

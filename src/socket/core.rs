@@ -13,7 +13,7 @@ pub(crate) use super::liveness::Timers;
 use super::liveness::{Liveness, Verdict};
 use super::topics::Topics;
 use crate::deflate::{Outgoing, compress_shared};
-use crate::hub::{self, HubInner, Lane, Subscriber, deliver_staged};
+use crate::hub::{self, HubInner, Lane, Subscriber, Topic, deliver_staged};
 use crate::outbox::{COPY_LIMIT, Expiry, Outbox, Phase};
 use crate::protocol::frame::{MAX_CONTROL_PAYLOAD, OpCode};
 use crate::protocol::{Role, encode_frame, encode_header, encode_message_frame};
@@ -182,8 +182,12 @@ impl Core {
         if self.outbox.phase() == Phase::Closed || topics.iter().any(|t| t.name() == name) {
             return false;
         }
-        let topic = self.hub.subscribe(name, me());
+        let (topic, joined) = self.hub.subscribe(name, me());
         topics.push(topic);
+        drop(topics);
+        if let Some(after) = joined {
+            self.hub.changed(name, self.id(), after - 1, after);
+        }
         true
     }
 
@@ -192,7 +196,10 @@ impl Core {
     pub(crate) fn publish(&self, name: &str, msg: Message, compress: bool) -> usize {
         let exclude = (!self.publish_to_self).then_some(self.id());
         let topics = self.subscriptions();
-        if let Some(topic) = topics.iter().find(|t| t.name() == name) {
+        // Once closed, the topics still listed were left: publish through
+        // the hub, which has the topic's current members.
+        let open = self.outbox.phase() != Phase::Closed;
+        if let Some(topic) = topics.iter().find(|t| open && t.name() == name) {
             // In the topic ourselves: held to the end of this turn when one
             // runs here (reaching its members, the sender aside), else
             // published now through our own handle on the topic, which
@@ -211,9 +218,15 @@ impl Core {
     /// Leaves `name`; false if not subscribed.
     pub(crate) fn unsubscribe(&self, name: &str) -> bool {
         deliver_staged();
-        let Some(topic) = self.subscriptions().remove(name) else {
+        let mut topics = self.subscriptions();
+        // Closed: every topic was left already; the list stays as it was.
+        if self.outbox.phase() == Phase::Closed {
+            return false;
+        }
+        let Some(topic) = topics.remove(name) else {
             return false;
         };
+        drop(topics);
         self.hub.unsubscribe(&topic, self.id());
         true
     }
@@ -230,12 +243,14 @@ impl Core {
     }
 
     /// The connection is gone: shuts the outbox and leaves every topic for
-    /// good. Idempotent.
+    /// good. The list of topics stays, so `Handler::close` can still read
+    /// what the socket was in. Idempotent.
     pub(crate) fn end(&self) {
         deliver_staged();
         self.outbox.shut();
-        let topics = std::mem::take(&mut *self.subscriptions());
-        for topic in topics.iter() {
+        // A copy: the hub's hook may run while leaving, and read this list.
+        let topics: Vec<Arc<Topic>> = self.subscriptions().iter().cloned().collect();
+        for topic in &topics {
             self.hub.unsubscribe(topic, self.id());
         }
     }

@@ -211,17 +211,22 @@ impl<T: Send + Sync + 'static> WebSocket<T> {
             .subscribe(topic, || Arc::clone(&self.inner) as Arc<dyn Subscriber>)
     }
 
-    /// Leaves `topic`; false if it was not subscribed.
+    /// Leaves `topic`; false if it was not subscribed, or the socket is
+    /// closed (it has left every topic then).
     pub fn unsubscribe(&self, topic: &str) -> bool {
         self.core().unsubscribe(topic)
     }
 
-    /// Whether the socket is subscribed to `topic`.
+    /// Whether the socket is subscribed to `topic`; once closed, whether it
+    /// was when it closed.
     pub fn is_subscribed(&self, topic: &str) -> bool {
         self.core().is_subscribed(topic)
     }
 
-    /// The topics the socket is subscribed to.
+    /// The topics the socket is subscribed to. Once closed (in
+    /// [`Handler::close`](crate::Handler::close) and after), the topics it
+    /// was in when it closed: it has left them, but the app can still see
+    /// which rooms to tell.
     pub fn subscriptions(&self) -> Vec<String> {
         self.core().subscription_names()
     }
