@@ -70,6 +70,24 @@ pub trait Handler: Send + Sync + 'static {
         async {}
     }
 
+    /// `messages` sends or publishes to this socket were dropped because its
+    /// queue was over the backpressure limit
+    /// ([`Config::backpressure_limit`](crate::Config::backpressure_limit))
+    /// since this last ran: the peer missed them, and the app may resync
+    /// it once it reads again ([`drain`](Self::drain)), or close it. Drops
+    /// are never silent: a [`send`](WebSocket::send) says `Dropped`, and
+    /// publishes, which cannot tell every subscriber's fate, are counted
+    /// here. Runs in the socket's task, soon after the first drop even if
+    /// the peer reads nothing; drops in the meantime are added up.
+    fn dropped(
+        &self,
+        ws: &WebSocket<Self::Data>,
+        messages: u32,
+    ) -> impl Future<Output = ()> + Send {
+        let _ = (ws, messages);
+        async {}
+    }
+
     /// The socket's queue was over the backpressure limit, or the peer stopped
     /// reading, and everything queued has now been written.
     fn drain(&self, ws: &WebSocket<Self::Data>) -> impl Future<Output = ()> + Send {

@@ -19,6 +19,7 @@ const CHUNK: usize = 16 * 1024;
 #[derive(Default)]
 struct Seen {
     drains: AtomicUsize,
+    dropped: AtomicUsize,
     closes: std::sync::Mutex<Vec<u16>>,
     sockets: std::sync::Mutex<Vec<WebSocket>>,
 }
@@ -36,6 +37,13 @@ impl Handler for Room {
 
     async fn drain(&self, _ws: &WebSocket) {
         self.0.drains.fetch_add(1, Ordering::SeqCst);
+    }
+
+    async fn dropped(&self, _ws: &WebSocket, messages: u32) {
+        assert!(messages > 0);
+        self.0
+            .dropped
+            .fetch_add(messages as usize, Ordering::SeqCst);
     }
 
     async fn close(&self, _ws: &WebSocket, code: u16, _reason: &str) {
@@ -153,6 +161,45 @@ async fn a_reader_that_stops_is_held_to_its_limit_and_others_get_everything() {
         eventually_true(|| seen.drains.load(Ordering::SeqCst) == 1).await;
         assert!(drained > 0);
         assert!(matches!(slow_ws.send(vec![0u8; 10]), SendStatus::Sent(_)));
+    })
+    .await;
+}
+
+/// Drops are never silent: every send and every publish dropped for the
+/// limit is counted to `Handler::dropped`, while the peer still reads
+/// nothing.
+#[tokio::test]
+async fn every_dropped_send_and_publish_reaches_the_handler() {
+    within(WAIT, async {
+        let (addr, hub, seen) = room(Config::default().backpressure_limit(64 * 1024)).await;
+        let mut slow = RawWs::connect(addr).await;
+        assert_eq!(slow.message().await.as_text(), Some("ready"));
+        eventually_true(|| seen.sockets.lock().unwrap().len() == 1).await;
+        let ws = seen.sockets.lock().unwrap()[0].clone();
+        // Past the kernel's buffers and the limit: ten sends dropped.
+        let (mut sent, mut dropped) = (0, 0);
+        while dropped < 10 {
+            match ws.send(chunk(sent)) {
+                SendStatus::Dropped => dropped += 1,
+                _ => sent += 1,
+            }
+            if sent % 16 == 15 {
+                tokio::task::yield_now().await;
+            }
+            assert!(sent < 100_000, "never over the limit");
+        }
+        // Publishes to its room are dropped for it too (it is the only
+        // subscriber: they reach no one).
+        for i in 0..5 {
+            assert_eq!(hub.publish("room", chunk(i)), 0);
+        }
+        eventually_true(|| seen.dropped.load(Ordering::SeqCst) == 15).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(
+            seen.dropped.load(Ordering::SeqCst),
+            15,
+            "no more than dropped"
+        );
     })
     .await;
 }

@@ -51,6 +51,8 @@ pub(super) enum Event {
     Ping(Bytes),
     Pong(Bytes),
     Drain,
+    /// Messages dropped for backpressure since the handler last heard.
+    Dropped(u32),
     End(Box<End>),
 }
 
@@ -193,6 +195,9 @@ impl Connection {
                 return Poll::Ready(Event::End(Box::new(self.fail(core, error.into()))));
             }
             self.deferred = 0;
+            if let Some(messages) = core.outbox().take_dropped() {
+                return Poll::Ready(Event::Dropped(messages));
+            }
             // Due once a flush (here or while a handler ran) emptied the queue.
             if core.outbox().take_drain() {
                 return Poll::Ready(Event::Drain);
@@ -356,7 +361,7 @@ impl Connection {
                 }
                 Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
                 Poll::Pending => {
-                    outbox.set_blocked();
+                    outbox.set_blocked(cx.waker());
                     return Poll::Pending;
                 }
             }

@@ -330,6 +330,7 @@ fn handling<'a, H: Handler>(
         Event::Ping(payload) => Box::pin(handler.ping(ws, payload)),
         Event::Pong(payload) => Box::pin(handler.pong(ws, payload)),
         Event::Drain => Box::pin(handler.drain(ws)),
+        Event::Dropped(messages) => Box::pin(handler.dropped(ws, messages)),
         Event::End(end) => return Err(end),
     })
 }

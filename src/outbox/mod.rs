@@ -90,6 +90,8 @@ struct Queue {
     corks: u32,
     /// The close frame this side queued: its code and reason.
     close: Option<Box<(u16, String)>>,
+    /// Messages dropped for backpressure since the driver last looked.
+    dropped: u32,
 }
 
 /// The outbound side of one socket. See the [module docs](self).
@@ -106,6 +108,9 @@ pub(crate) struct Outbox {
     needs_drain: AtomicBool,
     /// Everything was written since `needs_drain` was set.
     drained: AtomicBool,
+    /// Messages were dropped for backpressure since the driver last looked
+    /// (how many: `Queue::dropped`).
+    dropped: AtomicBool,
     limit: usize,
     close_on_limit: bool,
     /// The socket is a client's: every frame it sends is masked (RFC 6455 §5.3).
@@ -124,6 +129,7 @@ impl Outbox {
             blocked: AtomicBool::new(false),
             needs_drain: AtomicBool::new(false),
             drained: AtomicBool::new(false),
+            dropped: AtomicBool::new(false),
             limit,
             close_on_limit,
             masked,
@@ -172,10 +178,10 @@ impl Outbox {
     }
 
     /// Queues encoded frames (one, or a header and its payload) unless the
-    /// socket is closing or over its backpressure limit.
+    /// socket is closing or over its backpressure limit (counted as dropped).
     pub(crate) fn push(&self, frame: Bytes, payload: Option<Bytes>) -> SendStatus {
         let len = frame.len() + payload.as_ref().map_or(0, Bytes::len);
-        let Some(mut queue) = self.admit() else {
+        let Some(mut queue) = self.admit(true) else {
             return SendStatus::Dropped;
         };
         self.settle_cursor(&mut queue);
@@ -187,13 +193,24 @@ impl Outbox {
     }
 
     /// Locks the queue if a data frame may be queued: not closing, not over
-    /// the backpressure limit (which may close the socket instead).
-    fn admit(&self) -> Option<MutexGuard<'_, Queue>> {
-        let queue = self.lock();
+    /// the backpressure limit (which may close the socket instead). A
+    /// message refused for the limit is `counted` as dropped.
+    fn admit(&self, counted: bool) -> Option<MutexGuard<'_, Queue>> {
+        let mut queue = self.lock();
         if !self.life.accepts_data() {
             return None;
         }
         if self.buffered() > self.limit {
+            if counted {
+                // The first drop since the driver last looked wakes it, so
+                // the handler hears of it even while the peer reads nothing.
+                queue.dropped = queue.dropped.saturating_add(1);
+                if !self.dropped.swap(true, Ordering::AcqRel) {
+                    if let Some(waker) = queue.waker.take() {
+                        wake::wake(waker);
+                    }
+                }
+            }
             drop(queue);
             tracing::trace!(
                 id = self.id,
@@ -222,9 +239,11 @@ impl Outbox {
         }
     }
 
-    /// Wakes the driver, unless corked, to write what is queued.
+    /// Wakes the driver, unless corked, to write what is queued. A driver
+    /// blocked on a full stream takes it when the stream has room: waking
+    /// it before would only fail another write.
     fn wake(&self, mut queue: MutexGuard<'_, Queue>) {
-        let waker = if queue.corks == 0 {
+        let waker = if queue.corks == 0 && !self.blocked.load(Ordering::Acquire) {
             queue.waker.take()
         } else {
             None
@@ -303,7 +322,7 @@ impl Outbox {
     /// covered already, or a cursor opens at it. Returns false if the socket
     /// takes no data (closing, or over its backpressure limit).
     pub(crate) fn join_batch(&self, batch: &Arc<Batch>, range: &Range<usize>) -> bool {
-        let Some(mut queue) = self.admit() else {
+        let Some(mut queue) = self.admit(true) else {
             return false;
         };
         let id = batch.id();
@@ -332,7 +351,7 @@ impl Outbox {
     /// Opens a cursor at `at` (just past this socket's own message) so the
     /// next publishes reach it without a visit, if it takes data.
     pub(crate) fn rejoin_batch(&self, batch: &Arc<Batch>, at: usize) {
-        if let Some(mut queue) = self.admit() {
+        if let Some(mut queue) = self.admit(false) {
             self.open_cursor(&mut queue, batch, at);
             self.wake(queue);
         }
@@ -420,9 +439,25 @@ impl Outbox {
         self.buffered.fetch_sub(n, Ordering::AcqRel);
     }
 
-    /// The stream would not take all the driver had to write.
-    pub(crate) fn set_blocked(&self) {
+    /// The stream would not take all the driver had to write: until it
+    /// does, `waker` is woken by a drop (see `admit`).
+    pub(crate) fn set_blocked(&self, waker: &Waker) {
         self.blocked.store(true, Ordering::Release);
+        let mut queue = self.lock();
+        if !queue.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            queue.waker = Some(waker.clone());
+        }
+    }
+
+    /// How many messages were dropped for backpressure since the last call,
+    /// if any. Free (one atomic load) when none were.
+    pub(crate) fn take_dropped(&self) -> Option<u32> {
+        if !self.dropped.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut queue = self.lock();
+        self.dropped.store(false, Ordering::Release);
+        Some(std::mem::take(&mut queue.dropped)).filter(|&n| n > 0)
     }
 
     /// Whether `drain` is due, once.
