@@ -143,7 +143,7 @@ pub use deflate::ExtensionError;
 pub use deflate::{Compression, Compressor};
 pub use error::Error;
 pub use handler::Handler;
-pub use hub::{Bridge, Hub, SubscriptionChange};
+pub use hub::{Bridge, Hub, Published, SubscriptionChange};
 pub use layer::{ResponseFuture, WebSocketLayer, WebSocketService};
 pub use protocol::handshake::HandshakeError;
 pub use protocol::{Message, ProtocolError, close_code};

@@ -204,6 +204,60 @@ async fn every_dropped_send_and_publish_reaches_the_handler() {
     .await;
 }
 
+/// `publish_counted` tells each subscriber's fate: a reader gets it at
+/// once, a socket whose stream is full gets it behind backpressure, one
+/// over its limit not at all; for small messages (the shared batch) and
+/// large ones alike.
+#[tokio::test]
+async fn a_counted_publish_tells_sent_behind_backpressure_and_dropped_apart() {
+    within(WAIT, async {
+        let (addr, hub, seen) = room(Config::default().backpressure_limit(LIMIT)).await;
+        let mut reader = connect(addr).await;
+        assert!(matches!(recv(&mut reader).await, Msg::Text(t) if t.as_str() == "ready"));
+        let mut full = RawWs::connect(addr).await;
+        assert_eq!(full.message().await.as_text(), Some("ready"));
+        let mut over = RawWs::connect(addr).await;
+        assert_eq!(over.message().await.as_text(), Some("ready"));
+        eventually_true(|| seen.sockets.lock().unwrap().len() == 3).await;
+        let (full_ws, over_ws) = {
+            let sockets = seen.sockets.lock().unwrap();
+            (sockets[1].clone(), sockets[2].clone())
+        };
+        // Neither reads. `full` is sent to until its stream takes no more,
+        // with its queue still under the limit; `over` past the limit.
+        let fill = |ws: &WebSocket, until: SendStatus| {
+            let ws = ws.clone();
+            async move {
+                for i in 0..100_000 {
+                    if ws.send(chunk(i)) == until {
+                        return;
+                    }
+                    tokio::task::yield_now().await;
+                }
+                panic!("never {until:?}");
+            }
+        };
+        fill(&full_ws, SendStatus::Backpressure).await;
+        assert!(full_ws.buffered_amount() < LIMIT);
+        fill(&over_ws, SendStatus::Dropped).await;
+
+        let small = hub.publish_counted("room", "small");
+        let large = hub.publish_counted("room", vec![7u8; 64 * 1024]);
+        for published in [small, large] {
+            assert_eq!(
+                (published.sent, published.backpressure, published.dropped),
+                (1, 1, 1),
+                "{published:?}"
+            );
+            assert_eq!(published.reached(), 2);
+        }
+        // What the reader got, in order.
+        assert_eq!(recv(&mut reader).await, Msg::text("small"));
+        assert_eq!(recv(&mut reader).await, Msg::binary(vec![7u8; 64 * 1024]));
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn close_on_backpressure_limit_closes_the_slow_reader_with_1008() {
     within(Duration::from_secs(60), async {

@@ -29,7 +29,7 @@ pub(crate) use self::topic::Topic;
 use crate::outbox::Outbox;
 use crate::protocol::close_code;
 use crate::protocol::frame::OpCode;
-use crate::{Message, clock};
+use crate::{Message, SendStatus, clock};
 
 /// Which of a topic's frame lanes a subscriber reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,8 +51,8 @@ pub(crate) trait Subscriber: Send + Sync {
     /// Where published frames go.
     fn outbox(&self) -> &Outbox;
     /// Queues a published message for a socket on [`Lane::Own`], compressed
-    /// by the socket itself; false if it was dropped.
-    fn send_own(&self, opcode: OpCode, payload: &Bytes, compress: bool) -> bool;
+    /// by the socket itself.
+    fn send_own(&self, opcode: OpCode, payload: &Bytes, compress: bool) -> SendStatus;
     /// The idle sweeper's look at the socket at `now` ([`clock`]
     /// milliseconds); returns how often it wants looking at.
     fn sweep(&self, now: u32) -> Option<Duration>;
@@ -113,6 +113,39 @@ pub(crate) struct HubInner {
     empty: Notify,
     /// Hears of every change in a topic's subscribers (set once).
     on_subscription: OnceLock<SubscriptionHook>,
+}
+
+/// What [`Hub::publish_counted`] did with a message, subscriber by
+/// subscriber (on this hub; a bridge's other nodes are not counted). Bun
+/// folds this into the worst status of any subscriber (bun PR #35235), so a
+/// publisher that retries on "dropped" sends again to every healthy one:
+/// counts tell who missed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Published {
+    /// Queued with nothing unsent ahead of it.
+    pub sent: usize,
+    /// Queued behind data the subscriber has not taken yet, or past its
+    /// backpressure limit: it gets the message, later.
+    pub backpressure: usize,
+    /// Not queued: the subscriber was over its backpressure limit (its
+    /// [`Handler::dropped`](crate::Handler::dropped) hears of it) or closing.
+    pub dropped: usize,
+}
+
+impl Published {
+    /// Subscribers that got the message, now or later.
+    pub fn reached(&self) -> usize {
+        self.sent + self.backpressure
+    }
+
+    pub(crate) fn add(&mut self, status: SendStatus) {
+        match status {
+            SendStatus::Sent(_) => self.sent += 1,
+            SendStatus::Backpressure => self.backpressure += 1,
+            SendStatus::Dropped => self.dropped += 1,
+        }
+    }
 }
 
 /// A hook for [`Hub::on_subscription`].
@@ -212,6 +245,23 @@ impl Hub {
     /// negotiated it only if `compress` is true.
     pub fn publish_with(&self, topic: &str, msg: impl Into<Message>, compress: bool) -> usize {
         self.inner.publish(topic, &msg.into(), None, compress)
+    }
+
+    /// [`publish`](Self::publish), telling how many subscribers got the
+    /// message at once, behind backpressure, or not at all. Costs a look at
+    /// every subscriber's queue, which a plain `publish` avoids.
+    ///
+    /// ```
+    /// let hub = wshub::Hub::new();
+    /// let published = hub.publish_counted("prices", "EURUSD 1.0831");
+    /// assert_eq!(published.reached(), 0, "nobody is subscribed yet");
+    /// if published.dropped > 0 {
+    ///     // Some subscribers missed it: their `Handler::dropped` runs, and
+    ///     // can send them a fresh snapshot once they read again.
+    /// }
+    /// ```
+    pub fn publish_counted(&self, topic: &str, msg: impl Into<Message>) -> Published {
+        self.inner.publish_counted(topic, &msg.into(), None, true)
     }
 
     /// Publishes to this hub's subscribers of `topic` only, never to the
@@ -381,6 +431,25 @@ impl HubInner {
             bridge.forward(topic, msg, compress);
         }
         reached
+    }
+
+    /// [`publish`](Self::publish), counting each subscriber's fate.
+    pub(crate) fn publish_counted(
+        &self,
+        topic: &str,
+        msg: &Message,
+        exclude: Option<u64>,
+        compress: bool,
+    ) -> Published {
+        deliver_staged();
+        let published = self
+            .topic(topic)
+            .map(|t| t.publish_counted(msg, exclude, compress))
+            .unwrap_or_default();
+        if let Some(bridge) = &self.bridge {
+            bridge.forward(topic, msg, compress);
+        }
+        published
     }
 
     /// [`publish`](Self::publish) to a topic the caller holds (a socket

@@ -16,6 +16,7 @@ use foldhash::HashMap;
 use super::{Lane, Subscriber};
 use crate::Message;
 use crate::deflate::compress_shared;
+use crate::hub::Published;
 use crate::outbox::{Batch, COPY_LIMIT};
 use crate::protocol::frame::OpCode;
 use crate::protocol::{encode_header, encode_message_frame};
@@ -176,9 +177,34 @@ impl Topic {
     /// reached.
     pub(crate) fn publish_run(&self, run: &[Publish], exclude: Option<u64>) -> usize {
         let mut wake = Vec::new();
-        let reached = self.publish_locked(run, exclude, &mut wake);
+        let reached = self.publish_locked(run, exclude, &mut wake, None);
         wake::wake_all(wake);
         reached
+    }
+
+    /// [`publish`](Self::publish), telling for each subscriber reached
+    /// whether it got the message with nothing unsent ahead of it, behind
+    /// backpressure, or not at all (over its limit, or closing).
+    pub(crate) fn publish_counted(
+        &self,
+        message: &Message,
+        exclude: Option<u64>,
+        compress: bool,
+    ) -> Published {
+        let message = Publish {
+            message: message.clone(),
+            compress,
+        };
+        let mut tally = Published::default();
+        let mut wake = Vec::new();
+        self.publish_locked(
+            std::slice::from_ref(&message),
+            exclude,
+            &mut wake,
+            Some(&mut tally),
+        );
+        wake::wake_all(wake);
+        tally
     }
 
     /// [`publish_run`](Self::publish_run) under the topic's lock;
@@ -188,6 +214,7 @@ impl Topic {
         run: &[Publish],
         exclude: Option<u64>,
         wake: &mut Vec<Waker>,
+        mut tally: Option<&mut Published>,
     ) -> usize {
         let mut state = self.lock();
         let state = &mut *state;
@@ -205,8 +232,15 @@ impl Topic {
                     .iter()
                     .filter(|m| m.lane == Lane::Own && Some(m.id()) != exclude)
                     .filter(|m| {
-                        m.socket
-                            .send_own(message.opcode(), message.payload(), message.compress)
+                        let sent = m.socket.send_own(
+                            message.opcode(),
+                            message.payload(),
+                            message.compress,
+                        );
+                        if let Some(tally) = tally.as_deref_mut() {
+                            tally.add(sent);
+                        }
+                        sent != SendStatus::Dropped
                     })
                     .count();
             }
@@ -223,7 +257,13 @@ impl Topic {
             members: &state.members,
             sender: sender.as_ref(),
         };
-        let mut last = lanes.fan_out_run(&mut state.plain, Lane::Plain, &plain, wake);
+        let mut last = lanes.fan_out_run(
+            &mut state.plain,
+            Lane::Plain,
+            &plain,
+            wake,
+            tally.as_deref_mut(),
+        );
         if state.deflate.members
             > usize::from(sender.as_ref().is_some_and(|s| s.1 == Lane::Deflate))
         {
@@ -247,7 +287,7 @@ impl Topic {
                     None => *plain,
                 })
                 .collect();
-            last += lanes.fan_out_run(&mut state.deflate, Lane::Deflate, &frames, wake);
+            last += lanes.fan_out_run(&mut state.deflate, Lane::Deflate, &frames, wake, tally);
         }
         reached + last
     }
@@ -302,6 +342,7 @@ impl Lanes<'_> {
         kind: Lane,
         frames: &[Frame<'_>],
         wake: &mut Vec<Waker>,
+        mut tally: Option<&mut Published>,
     ) -> usize {
         let mut reached = 0;
         let mut rest = frames;
@@ -311,7 +352,17 @@ impl Lanes<'_> {
                 .take_while(|f| f.payload.len() <= COPY_LIMIT)
                 .count();
             let take = small.max(1);
-            reached = fan_out(self.members, lane, kind, &rest[..take], self.sender, wake);
+            let last = take == rest.len();
+            let count = if last { tally.as_deref_mut() } else { None };
+            reached = fan_out(
+                self.members,
+                lane,
+                kind,
+                &rest[..take],
+                self.sender,
+                wake,
+                count,
+            );
             rest = &rest[take..];
         }
         reached
@@ -342,6 +393,7 @@ fn fan_out(
     frames: &[Frame<'_>],
     sender: Option<&(Arc<dyn Subscriber>, Lane)>,
     wake: &mut Vec<Waker>,
+    mut tally: Option<&mut Published>,
 ) -> usize {
     let sender = sender
         .filter(|(_, lane)| *lane == kind)
@@ -373,6 +425,9 @@ fn fan_out(
                     .socket
                     .outbox()
                     .push(head.clone(), Some(frame.payload.clone()));
+                if let Some(tally) = tally.as_deref_mut() {
+                    tally.add(sent);
+                }
                 !matches!(sent, SendStatus::Dropped)
             })
             .count();
@@ -398,10 +453,26 @@ fn fan_out(
     };
     wake.extend(appended.parked);
     let reached = if appended.all_covered {
+        // Every recipient reads the batch through its open cursor.
+        if let Some(tally) = tally {
+            for m in readers() {
+                tally.add(m.socket.outbox().status_of_queued());
+            }
+        }
         recipients
     } else {
         readers()
-            .filter(|m| m.socket.outbox().join_batch(&batch, &appended.range))
+            .filter(|m| {
+                let joined = m.socket.outbox().join_batch(&batch, &appended.range);
+                if let Some(tally) = tally.as_deref_mut() {
+                    tally.add(if joined {
+                        m.socket.outbox().status_of_queued()
+                    } else {
+                        SendStatus::Dropped
+                    });
+                }
+                joined
+            })
             .count()
     };
     if let Some(sender) = sender {

@@ -226,6 +226,16 @@ impl Outbox {
         Some(queue)
     }
 
+    /// What a send that was just queued would report: `Backpressure` when
+    /// unsent data is ahead of it or the queue is past the limit.
+    pub(crate) fn status_of_queued(&self) -> SendStatus {
+        if self.buffered() > self.limit || self.blocked.load(Ordering::Acquire) {
+            SendStatus::Backpressure
+        } else {
+            SendStatus::Sent(0)
+        }
+    }
+
     /// Counts `len` newly queued bytes, wakes the driver unless corked, and
     /// reports the status of the send.
     fn queued(&self, queue: MutexGuard<'_, Queue>, len: usize) -> SendStatus {

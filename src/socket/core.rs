@@ -256,10 +256,7 @@ impl Core {
     }
 
     /// Queues a published message for a socket that compresses on its own.
-    pub(crate) fn send_own(&self, opcode: OpCode, payload: &Bytes, compress: bool) -> bool {
-        !matches!(
-            self.send_data(opcode, payload.clone(), compress),
-            SendStatus::Dropped
-        )
+    pub(crate) fn send_own(&self, opcode: OpCode, payload: &Bytes, compress: bool) -> SendStatus {
+        self.send_data(opcode, payload.clone(), compress)
     }
 }

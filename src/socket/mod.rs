@@ -261,6 +261,18 @@ impl<T: Send + Sync + 'static> WebSocket<T> {
         self.publish_with(topic, msg, true)
     }
 
+    /// [`publish`](Self::publish), telling how many subscribers got the
+    /// message at once, behind backpressure, or not at all (see
+    /// [`Hub::publish_counted`](crate::Hub::publish_counted)). Delivered at
+    /// once, not at the end of the handler's turn, so it can be counted;
+    /// what this socket published before still goes first.
+    pub fn publish_counted(&self, topic: &str, msg: impl Into<Message>) -> crate::Published {
+        let exclude = (!self.core().publish_to_self).then_some(self.id());
+        self.core()
+            .hub
+            .publish_counted(topic, &msg.into(), exclude, true)
+    }
+
     /// [`publish`](Self::publish), compressed only if `compress` is true
     /// (Bun's `publish(topic, message, compress)`).
     pub fn publish_with(&self, topic: &str, msg: impl Into<Message>, compress: bool) -> usize {
@@ -281,7 +293,7 @@ impl<T: Send + Sync + 'static> Subscriber for Socket<T> {
         self.core.outbox()
     }
 
-    fn send_own(&self, opcode: OpCode, payload: &Bytes, compress: bool) -> bool {
+    fn send_own(&self, opcode: OpCode, payload: &Bytes, compress: bool) -> SendStatus {
         self.core.send_own(opcode, payload, compress)
     }
 
