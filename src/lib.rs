@@ -56,7 +56,34 @@
 //! - **`client`**: the WebSocket client, `wshub::Client` and `wshub::connect`.
 //! - **`redis`**: one hub across server processes through Redis pub/sub
 //!   (`wshub::redis`).
+//! - **`metrics`**: counters and gauges through the
+//!   [`metrics`](https://docs.rs/metrics) facade (see "Metrics" below).
 //! - **`full`**: all of the above.
+//!
+//! # Metrics
+//!
+//! With the `metrics` feature, the crate reports to whatever recorder the
+//! app installs (`metrics-exporter-prometheus`, StatsD, …; none is forced
+//! on users). Install it before the server starts: each thread takes its
+//! handles once. Per-message counts are added up per thread and handed to
+//! the recorder once per poll of a socket's task, not once per message.
+//! `examples/chat` serves them at `/metrics` in Prometheus' format.
+//!
+//! | name | kind | what |
+//! |---|---|---|
+//! | `wshub_connections_opened_total` | counter | sockets opened |
+//! | `wshub_connections_closed_total{code}` | counter | sockets closed, by the close code `Handler::close` hears |
+//! | `wshub_connections_open` | gauge | sockets open now |
+//! | `wshub_messages_received_total`, `wshub_bytes_received_total` | counters | whole messages from peers, and their payload bytes |
+//! | `wshub_messages_sent_total` | counter | messages queued by `send` (not dropped) |
+//! | `wshub_bytes_written_total` | counter | bytes written to peers (frames, sends and publishes) |
+//! | `wshub_publishes_total` | counter | messages published (`publish`, from a socket or the hub) |
+//! | `wshub_deliveries_total` | counter | published messages queued to a subscriber |
+//! | `wshub_dropped_total` | counter | sends and deliveries dropped for a socket's backpressure limit |
+//! | `wshub_backpressure_total` | counter | times a socket went over its limit or its stream filled (each followed by `drain`) |
+//! | `wshub_timeouts_total{kind}` | counter | sockets closed by the idle timeout (`idle`) or `max_lifetime` (`lifetime`) |
+//! | `wshub_handshake_rejections_total{status}` | counter | upgrade requests refused, by HTTP status |
+//! | `wshub_topics` | gauge | topics with at least one subscriber |
 //!
 //! # How it works: tasks, threads, ownership
 //!
@@ -130,6 +157,7 @@ pub mod redis;
 #[cfg(feature = "axum")]
 mod serve;
 mod socket;
+mod telemetry;
 #[cfg(feature = "tls")]
 pub mod tls;
 mod upgrade;

@@ -358,6 +358,7 @@ impl UpgradeRejection {
 
 impl From<UpgradeRejection> for Response {
     fn from(rejection: UpgradeRejection) -> Self {
+        crate::telemetry::rejected(rejection.status().as_u16());
         let mut response = plain_response(rejection.status(), &rejection.to_string());
         let headers = response.headers_mut();
         match rejection {

@@ -326,3 +326,72 @@ async fn request(
         body: body.to_owned(),
     }
 }
+
+/// With the `metrics` feature, `/metrics` counts what happened, in
+/// Prometheus' format: two sockets opened and one closed, the message in,
+/// the publishes and their deliveries, a refused upgrade, the room.
+#[cfg(feature = "metrics")]
+#[tokio::test]
+async fn metrics_count_what_happened() {
+    within(TEST_TIMEOUT, async {
+        let server = ChatServer::start().await;
+        let mut alice = connect(&server, &login(&server, "alice").await).await;
+        assert_eq!(next_event(&mut alice).await, presence("alice", &["alice"]));
+        assert_eq!(next_event(&mut alice).await, join("alice"));
+        let mut bob = connect(&server, &login(&server, "bob").await).await;
+        assert_eq!(
+            next_event(&mut bob).await,
+            presence("bob", &["alice", "bob"])
+        );
+        assert_eq!(next_event(&mut bob).await, join("bob"));
+        assert_eq!(next_event(&mut alice).await, join("bob"));
+        alice.send(Message::text("hi bob")).await.unwrap();
+        assert_eq!(next_event(&mut bob).await, message("alice", "hi bob"));
+        assert_eq!(next_event(&mut alice).await, message("alice", "hi bob"));
+        alice.close(None).await.unwrap();
+        assert_eq!(next_event(&mut bob).await, leave("alice"));
+        // A GET without the upgrade headers: the extractor answers 426.
+        let refused = request(&server, "GET", "/ws", None, None).await;
+        assert_eq!(refused.status, 426);
+
+        let scraped = request(&server, "GET", "/metrics", None, None).await;
+        assert_eq!(scraped.status, 200);
+        let value = |name: &str| -> f64 {
+            scraped
+                .body
+                .lines()
+                .filter(|line| !line.starts_with('#'))
+                .filter(|line| line.split([' ', '{']).next() == Some(name))
+                .map(|line| line.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+                .sum()
+        };
+        assert_eq!(
+            value("wshub_connections_opened_total"),
+            2.0,
+            "{}",
+            scraped.body
+        );
+        assert_eq!(value("wshub_connections_closed_total"), 1.0);
+        assert_eq!(value("wshub_connections_open"), 1.0);
+        assert_eq!(value("wshub_messages_received_total"), 1.0);
+        assert_eq!(value("wshub_bytes_received_total"), 6.0);
+        // The joins, the message and alice's leave, each to the room; the
+        // presence lists were sent, not published.
+        assert_eq!(value("wshub_publishes_total"), 4.0);
+        // join alice → 1, join bob → 2, the message → 2, leave → 1.
+        assert_eq!(value("wshub_deliveries_total"), 6.0);
+        assert_eq!(value("wshub_messages_sent_total"), 2.0);
+        assert!(value("wshub_bytes_written_total") > 0.0);
+        assert_eq!(value("wshub_handshake_rejections_total"), 1.0);
+        assert!(
+            scraped
+                .body
+                .contains("wshub_handshake_rejections_total{status=\"426\"} 1"),
+            "{}",
+            scraped.body
+        );
+        assert_eq!(value("wshub_topics"), 1.0);
+        assert_eq!(value("wshub_dropped_total"), 0.0);
+    })
+    .await;
+}

@@ -11,6 +11,9 @@
 //! port 0 picks a free port. The first line on stdout is the URL; logs
 //! (`RUST_LOG`, default `info` plus tower-http's request traces) go to stderr.
 //!
+//! With the `metrics` feature (`cargo run --example chat --features
+//! metrics`), `GET /metrics` serves wshub's counters for Prometheus.
+//!
 //! With `--tls` the page and its socket are served over `https://` and
 //! `wss://`, with a self-signed certificate for `localhost` and `127.0.0.1`
 //! made at start: the browser warns about it once (accept it to go on).
@@ -61,6 +64,7 @@ async fn main() -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     let scheme = if tls { "https" } else { "http" };
     let (app, hub) = app();
+    let app = with_metrics(app)?;
     // TCP_NODELAY, bounded request heads and the peer's address (`ConnectInfo`).
     let server = with_tls(wshub::serve(listener, app), tls)?;
     println!("chat on {scheme}://{}", server.local_addr()?);
@@ -97,6 +101,22 @@ fn with_tls(server: wshub::Serve, tls: bool) -> std::io::Result<wshub::Serve> {
         std::process::exit(2);
     }
     Ok(server)
+}
+
+/// With the `metrics` feature, `GET /metrics`: wshub's counters in
+/// Prometheus' text format. The recorder is installed before the server
+/// starts, as wshub's metrics need.
+#[cfg(feature = "metrics")]
+fn with_metrics(app: Router) -> std::io::Result<Router> {
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(std::io::Error::other)?;
+    Ok(app.route("/metrics", get(move || std::future::ready(handle.render()))))
+}
+
+#[cfg(not(feature = "metrics"))]
+fn with_metrics(app: Router) -> std::io::Result<Router> {
+    Ok(app)
 }
 
 /// The whole application: pages, login, and the WebSocket route; and the

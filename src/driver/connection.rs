@@ -16,13 +16,13 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
 use super::transport::Transport;
-use crate::clock;
 use crate::deflate::Inflater;
 use crate::outbox::Phase;
 use crate::protocol::frame::OpCode;
 use crate::protocol::{Decoder, Frame, Role, close_code};
 use crate::socket::Core;
 use crate::{Config, Error, Message};
+use crate::{clock, telemetry};
 
 /// Size of the per-thread buffer that reads land in when no frame is pending.
 const SCRATCH_LEN: usize = 64 * 1024;
@@ -222,11 +222,12 @@ impl Connection {
         match phase {
             Phase::Open => None,
             Phase::IdleExpired | Phase::LifetimeOver => {
-                let reason = if phase == Phase::IdleExpired {
-                    "idle timeout"
+                let (reason, kind) = if phase == Phase::IdleExpired {
+                    ("idle timeout", "idle")
                 } else {
-                    "max lifetime"
+                    ("max lifetime", "lifetime")
                 };
+                telemetry::timed_out(kind);
                 core.outbox().begin_close(close_code::AWAY, reason);
                 Some(End {
                     code: close_code::AWAY,
@@ -257,7 +258,10 @@ impl Connection {
         let open = core.outbox().phase().accepts_data();
         match frame {
             // After our close frame, data is read and dropped (RFC 6455 §1.4).
-            Frame::Message(msg) => open.then_some(Event::Message(msg)),
+            Frame::Message(msg) => open.then(|| {
+                telemetry::received(msg.len());
+                Event::Message(msg)
+            }),
             Frame::Ping(payload) if open => {
                 core.send_control(OpCode::Pong, &payload);
                 Some(Event::Ping(payload))
@@ -358,6 +362,7 @@ impl Connection {
                     advance(&mut self.writing, written);
                     outbox.written(written);
                     core.sent();
+                    telemetry::written(written);
                 }
                 Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
                 Poll::Pending => {

@@ -360,7 +360,8 @@ impl<T> Drop for Registered<T> {
     fn drop(&mut self) {
         let core = self.0.core();
         core.end();
-        core.hub.closed(core.id());
+        // Only if `close` did not run (the task was dropped): 1006.
+        core.hub.closed(core.id(), close_code::ABNORMAL);
     }
 }
 
@@ -387,7 +388,7 @@ async fn close<H: Handler>(handler: &H, conn: &mut Connection, ws: &WebSocket<H:
         tracing::warn!("`Handler::close` panicked");
     }
     // Counted closed once its handlers ran: `Hub::shutdown` waits for this.
-    core.hub.closed(core.id());
+    core.hub.closed(core.id(), end.code);
     if end.then == Then::Linger {
         conn.linger(deadline).await;
     }

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use crate::{hub, wake};
+use crate::{hub, telemetry, wake};
 
 pin_project_lite::pin_project! {
     /// Runs each poll of `fut` as a turn.
@@ -45,6 +45,7 @@ impl Drop for EndTurn {
         if !self.outer {
             hub::deliver_staged();
             wake::release();
+            telemetry::flush();
         }
     }
 }

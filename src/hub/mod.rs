@@ -29,7 +29,7 @@ pub(crate) use self::topic::Topic;
 use crate::outbox::Outbox;
 use crate::protocol::close_code;
 use crate::protocol::frame::OpCode;
-use crate::{Message, SendStatus, clock};
+use crate::{Message, SendStatus, clock, telemetry};
 
 /// Which of a topic's frame lanes a subscriber reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -426,6 +426,7 @@ impl HubInner {
         compress: bool,
     ) -> usize {
         deliver_staged();
+        telemetry::published(1);
         let reached = self.publish_local(topic, msg, exclude, compress);
         if let Some(bridge) = &self.bridge {
             bridge.forward(topic, msg, compress);
@@ -442,6 +443,7 @@ impl HubInner {
         compress: bool,
     ) -> Published {
         deliver_staged();
+        telemetry::published(1);
         let published = self
             .topic(topic)
             .map(|t| t.publish_counted(msg, exclude, compress))
@@ -514,6 +516,7 @@ impl HubInner {
         let name: Arc<str> = Arc::from(name);
         let topic = Topic::new(Arc::clone(&name));
         topics.insert(name, Arc::clone(&topic));
+        telemetry::topics(1.0);
         // Under the map's lock, so the bridge hears of a topic's opening
         // and closing in the order they happened.
         if let Some(bridge) = &self.bridge {
@@ -551,6 +554,7 @@ impl HubInner {
             if let Some(current) = topics.get(topic.name()) {
                 if Arc::ptr_eq(current, topic) {
                     topics.remove(topic.shared_name());
+                    telemetry::topics(-1.0);
                     if let Some(bridge) = &self.bridge {
                         bridge.topic_closed(topic.name());
                     }
@@ -569,6 +573,7 @@ impl HubInner {
         let wanted = socket.sweep(clock::now());
         self.lock_sockets().insert(id, socket);
         self.connections.fetch_add(1, Ordering::AcqRel);
+        telemetry::opened();
         // A shorter idle timeout than the sweeper's pace (another layer on
         // the same hub, or the sweeper's first pass racing this open) must
         // not wait out the sweeper's sleep: its ping would come late.
@@ -581,11 +586,13 @@ impl HubInner {
         !self.closing.load(Ordering::Acquire)
     }
 
-    /// Unregisters an open socket (once its `close` handler ran).
-    pub(crate) fn closed(&self, id: u64) {
+    /// Unregisters an open socket (once its `close` handler ran), closed
+    /// with `code`; idempotent.
+    pub(crate) fn closed(&self, id: u64, code: u16) {
         if self.lock_sockets().remove(&id).is_none() {
             return;
         }
+        telemetry::closed(code);
         if self.connections.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.empty.notify_waiters();
         }

@@ -20,6 +20,7 @@ use crate::hub::Published;
 use crate::outbox::{Batch, COPY_LIMIT};
 use crate::protocol::frame::OpCode;
 use crate::protocol::{encode_header, encode_message_frame};
+use crate::telemetry;
 use crate::{SendStatus, wake};
 
 /// A named topic and the sockets subscribed to it.
@@ -243,6 +244,7 @@ impl Topic {
                         sent != SendStatus::Dropped
                     })
                     .count();
+                telemetry::delivered(reached);
             }
         }
         let plain: Vec<Frame<'_>> = run
@@ -363,6 +365,7 @@ impl Lanes<'_> {
                 wake,
                 count,
             );
+            telemetry::delivered(reached * take);
             rest = &rest[take..];
         }
         reached

@@ -42,7 +42,7 @@ use crate::protocol::close::CloseBody;
 use crate::protocol::close_code;
 use crate::protocol::encode_frame;
 use crate::protocol::frame::OpCode;
-use crate::{SendStatus, wake};
+use crate::{SendStatus, telemetry, wake};
 
 /// Payloads up to this size are copied next to their header into one buffer;
 /// larger ones are queued as they are, behind a separate header.
@@ -202,6 +202,7 @@ impl Outbox {
         }
         if self.buffered() > self.limit {
             if counted {
+                telemetry::dropped();
                 // The first drop since the driver last looked wakes it, so
                 // the handler hears of it even while the peer reads nothing.
                 queue.dropped = queue.dropped.saturating_add(1);
@@ -217,13 +218,21 @@ impl Outbox {
                 buffered = self.buffered(),
                 "dropped: over the backpressure limit"
             );
-            self.needs_drain.store(true, Ordering::Release);
+            self.enter_backpressure();
             if self.close_on_limit {
                 self.begin_close(close_code::POLICY, "backpressure limit");
             }
             return None;
         }
         Some(queue)
+    }
+
+    /// A send met backpressure: `drain` is due once the queue empties (one
+    /// episode until then).
+    fn enter_backpressure(&self) {
+        if !self.needs_drain.swap(true, Ordering::AcqRel) {
+            telemetry::backpressure();
+        }
     }
 
     /// What a send that was just queued would report: `Backpressure` when
@@ -242,7 +251,7 @@ impl Outbox {
         let buffered = self.buffered.fetch_add(len, Ordering::AcqRel) + len;
         self.wake(queue);
         if buffered > self.limit || self.blocked.load(Ordering::Acquire) {
-            self.needs_drain.store(true, Ordering::Release);
+            self.enter_backpressure();
             SendStatus::Backpressure
         } else {
             SendStatus::Sent(len)

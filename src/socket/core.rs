@@ -17,7 +17,7 @@ use crate::hub::{self, HubInner, Lane, Subscriber, Topic, deliver_staged};
 use crate::outbox::{COPY_LIMIT, Expiry, Outbox, Phase};
 use crate::protocol::frame::{MAX_CONTROL_PAYLOAD, OpCode};
 use crate::protocol::{Role, encode_frame, encode_header, encode_message_frame};
-use crate::{Message, SendStatus};
+use crate::{Message, SendStatus, telemetry};
 
 /// Everything about a socket that is not its typed data.
 pub(crate) struct Core {
@@ -203,7 +203,9 @@ impl Core {
             // In the topic ourselves: held to the end of this turn when one
             // runs here (reaching its members, the sender aside), else
             // published now through our own handle on the topic, which
-            // stays in the hub at least while we hold this lock.
+            // stays in the hub at least while we hold this lock. (Counted
+            // here; `HubInner::publish` counts the others.)
+            telemetry::published(1);
             let msg = match hub::stage(&self.hub, topic, exclude, msg, compress) {
                 Ok(()) => return topic.len() - usize::from(exclude.is_some()),
                 Err(msg) => msg,

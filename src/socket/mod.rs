@@ -138,7 +138,11 @@ impl<T> WebSocket<T> {
         } else {
             OpCode::Binary
         };
-        self.core().send_data(opcode, msg.into_bytes(), compress)
+        let status = self.core().send_data(opcode, msg.into_bytes(), compress);
+        if status != SendStatus::Dropped {
+            crate::telemetry::sent();
+        }
+        status
     }
 
     /// Queues a text message.

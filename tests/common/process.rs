@@ -16,11 +16,14 @@ const PACKAGE_ENV: &[&str] = &[
 ];
 
 /// The features this test was built with that the examples read: an
-/// example built without them would refuse `--tls`.
-#[cfg(feature = "tls")]
-const EXAMPLE_FEATURES: &[&str] = &["--features", "tls"];
-#[cfg(not(feature = "tls"))]
-const EXAMPLE_FEATURES: &[&str] = &[];
+/// example built without them would refuse `--tls`, or serve no
+/// `/metrics`.
+const EXAMPLE_FEATURES: &[&str] = &[
+    #[cfg(feature = "tls")]
+    "tls",
+    #[cfg(feature = "metrics")]
+    "metrics",
+];
 
 /// An example's binary, built (once per test process and example) with the
 /// profile of this test, so a test never runs a stale example.
@@ -62,9 +65,11 @@ pub fn example_binary_with(name: &'static str, features: &[&str]) -> &'static Pa
     }
     let status = cargo
         .args(["build", "--quiet", "--example", name, "--profile", profile])
-        .args(["--features", &features.join(",")])
+        .args([
+            "--features",
+            &[features, EXAMPLE_FEATURES].concat().join(","),
+        ])
         .args(["--manifest-path", manifest])
-        .args(EXAMPLE_FEATURES)
         .status()
         .expect("run cargo");
     assert!(status.success(), "`cargo build --example {name}` failed");

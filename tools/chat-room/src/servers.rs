@@ -200,6 +200,12 @@ pub fn main(args: &mut Args) -> Result<(), String> {
             .build(),
     }
     .map_err(|e| e.to_string())?;
+    // Built with `--features metrics`: wshub's counters go to Prometheus'
+    // recorder, as in an app that exports them.
+    #[cfg(feature = "metrics")]
+    let _metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|e| e.to_string())?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
