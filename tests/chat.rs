@@ -189,6 +189,9 @@ async fn ctrl_c_closes_every_socket_with_1001_and_exits() {
     within(TEST_TIMEOUT, async {
         let mut server = ChatServer::start().await;
         let mut alice = connect(&server, &login(&server, "alice").await).await;
+        // Alice's `open` ran (her socket's task may start after the 101
+        // reached her, and after Bob's connect on a busy machine).
+        assert_eq!(next_event(&mut alice).await, presence("alice", &["alice"]));
         let mut bob = connect(&server, &login(&server, "bob").await).await;
         // Both are in the room before the server stops.
         assert_eq!(
