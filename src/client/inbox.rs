@@ -49,6 +49,12 @@ struct State {
 }
 
 impl State {
+    /// No room for another message: at least `capacity` bytes wait (a
+    /// message is always taken into an empty queue).
+    fn full(&self, capacity: usize) -> bool {
+        self.bytes >= capacity && !self.messages.is_empty()
+    }
+
     /// Moves `batch` to the back of the queue: by swapping when the queue
     /// is empty, the common case.
     fn append(&mut self, batch: &mut VecDeque<Message>) {
@@ -85,7 +91,7 @@ impl Inbox {
     /// Queues `msg` if there is room (always when the queue is empty).
     fn poll_push(&self, cx: &mut Context<'_>, msg: &mut Option<Message>) -> Poll<()> {
         let mut state = self.lock();
-        if state.bytes >= self.capacity && !state.messages.is_empty() {
+        if state.full(self.capacity) {
             state.writer = Some(cx.waker().clone());
             return Poll::Pending;
         }
@@ -93,22 +99,17 @@ impl Inbox {
             state.bytes += cost(&msg);
             state.messages.push_back(msg);
         }
-        let reader = state.reader.take();
-        drop(state);
-        if let Some(reader) = reader {
-            crate::wake::wake(reader);
-        }
+        State::unlock_and_wake(state);
         Poll::Ready(())
     }
 
-    /// Moves every queued message into `out`; at the end, how it ended.
     /// Queues `batch`, which the caller made sure fits, then `msg` if the
     /// inbox has room for it (always when the queue is empty), or gives it
     /// back. Returns the room left. `batch` comes back empty, with room.
     fn push(&self, batch: &mut VecDeque<Message>, msg: Message) -> (Result<(), Message>, usize) {
         let mut state = self.lock();
         state.append(batch);
-        let pushed = if state.bytes >= self.capacity && !state.messages.is_empty() {
+        let pushed = if state.full(self.capacity) {
             Err(msg)
         } else {
             state.bytes += cost(&msg);
@@ -134,6 +135,7 @@ impl Inbox {
         State::unlock_and_wake(state);
     }
 
+    /// Moves every queued message into `out`; at the end, how it ended.
     pub(crate) fn poll_take(
         &self,
         cx: &mut Context<'_>,

@@ -235,10 +235,16 @@ impl Outbox {
         }
     }
 
+    /// Whether a send queued with `buffered` bytes waiting is behind
+    /// backpressure: past the limit, or the stream would not take more.
+    fn behind(&self, buffered: usize) -> bool {
+        buffered > self.limit || self.blocked.load(Ordering::Acquire)
+    }
+
     /// What a send that was just queued would report: `Backpressure` when
     /// unsent data is ahead of it or the queue is past the limit.
     pub(crate) fn status_of_queued(&self) -> SendStatus {
-        if self.buffered() > self.limit || self.blocked.load(Ordering::Acquire) {
+        if self.behind(self.buffered()) {
             SendStatus::Backpressure
         } else {
             SendStatus::Sent(0)
@@ -250,7 +256,7 @@ impl Outbox {
     fn queued(&self, queue: MutexGuard<'_, Queue>, len: usize) -> SendStatus {
         let buffered = self.buffered.fetch_add(len, Ordering::AcqRel) + len;
         self.wake(queue);
-        if buffered > self.limit || self.blocked.load(Ordering::Acquire) {
+        if self.behind(buffered) {
             self.enter_backpressure();
             SendStatus::Backpressure
         } else {
