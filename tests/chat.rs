@@ -26,28 +26,36 @@ const TEST_TIMEOUT: Duration = Duration::from_secs(10);
 async fn alice_and_bob_chat() {
     within(TEST_TIMEOUT, async {
         let server = ChatServer::start().await;
-        let mut alice = connect(&server, &login(&server, "alice").await).await;
-        assert_eq!(next_event(&mut alice).await, presence("alice", &["alice"]));
-        assert_eq!(next_event(&mut alice).await, join("alice"));
-
-        let mut bob = connect(&server, &login(&server, "bob").await).await;
-        assert_eq!(
-            next_event(&mut bob).await,
-            presence("bob", &["alice", "bob"])
-        );
-        assert_eq!(next_event(&mut bob).await, join("bob"));
-        assert_eq!(next_event(&mut alice).await, join("bob"));
-
-        // Everyone, the sender included, gets the message through the room.
-        alice.send(Message::text("hi bob")).await.unwrap();
-        let hi = message("alice", "hi bob");
-        assert_eq!(next_event(&mut bob).await, hi);
-        assert_eq!(next_event(&mut alice).await, hi);
-
-        alice.close(None).await.unwrap();
-        assert_eq!(next_event(&mut bob).await, leave("alice"));
+        alice_and_bob(&server).await;
     })
     .await;
+}
+
+/// The scripted chat: Alice and Bob log in and join, Alice says "hi bob"
+/// (both get it through the room), Alice leaves and Bob hears it. Returns
+/// Bob, still online.
+async fn alice_and_bob(server: &ChatServer) -> Client {
+    let mut alice = connect(server, &login(server, "alice").await).await;
+    assert_eq!(next_event(&mut alice).await, presence("alice", &["alice"]));
+    assert_eq!(next_event(&mut alice).await, join("alice"));
+
+    let mut bob = connect(server, &login(server, "bob").await).await;
+    assert_eq!(
+        next_event(&mut bob).await,
+        presence("bob", &["alice", "bob"])
+    );
+    assert_eq!(next_event(&mut bob).await, join("bob"));
+    assert_eq!(next_event(&mut alice).await, join("bob"));
+
+    // Everyone, the sender included, gets the message through the room.
+    alice.send(Message::text("hi bob")).await.unwrap();
+    let hi = message("alice", "hi bob");
+    assert_eq!(next_event(&mut bob).await, hi);
+    assert_eq!(next_event(&mut alice).await, hi);
+
+    alice.close(None).await.unwrap();
+    assert_eq!(next_event(&mut bob).await, leave("alice"));
+    bob
 }
 
 #[tokio::test]
@@ -338,21 +346,7 @@ async fn request(
 async fn metrics_count_what_happened() {
     within(TEST_TIMEOUT, async {
         let server = ChatServer::start().await;
-        let mut alice = connect(&server, &login(&server, "alice").await).await;
-        assert_eq!(next_event(&mut alice).await, presence("alice", &["alice"]));
-        assert_eq!(next_event(&mut alice).await, join("alice"));
-        let mut bob = connect(&server, &login(&server, "bob").await).await;
-        assert_eq!(
-            next_event(&mut bob).await,
-            presence("bob", &["alice", "bob"])
-        );
-        assert_eq!(next_event(&mut bob).await, join("bob"));
-        assert_eq!(next_event(&mut alice).await, join("bob"));
-        alice.send(Message::text("hi bob")).await.unwrap();
-        assert_eq!(next_event(&mut bob).await, message("alice", "hi bob"));
-        assert_eq!(next_event(&mut alice).await, message("alice", "hi bob"));
-        alice.close(None).await.unwrap();
-        assert_eq!(next_event(&mut bob).await, leave("alice"));
+        let _bob = alice_and_bob(&server).await;
         // A GET without the upgrade headers: the extractor answers 426.
         let refused = request(&server, "GET", "/ws", None, None).await;
         assert_eq!(refused.status, 426);

@@ -3,16 +3,10 @@
 
 mod common;
 
-use std::convert::Infallible;
-
 use common::*;
-use hyper::server::conn::http1;
-use hyper_util::rt::TokioIo;
-use hyper_util::service::TowerToHyperService;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use tower::Layer as _;
-use wshub::{Error, Handler, Upgrade, WebSocket, WebSocketLayer};
+use wshub::{Error, Handler, WebSocket};
 
 /// What the handler saw.
 #[derive(Debug)]
@@ -36,36 +30,11 @@ impl Handler for Watch {
     }
 }
 
-/// Serves the layer over hyper's HTTP/1, with or without upgrade support
-/// (`with_upgrades`): without it, hyper answers the 101 but never hands
-/// the connection over.
+/// The handler over hyper's HTTP/1 (`serve_hyper_with`), with or without
+/// upgrade support, accepting every socket with the data 7.
 async fn server(upgrades: bool) -> (std::net::SocketAddr, mpsc::UnboundedReceiver<Seen>) {
     let (tx, rx) = mpsc::unbounded_channel();
-    let service = WebSocketLayer::new(Watch(tx)).layer(tower::service_fn(
-        |mut req: http::Request<hyper::body::Incoming>| async move {
-            let response = match Upgrade::<u32>::from_request(&mut req) {
-                Ok(up) => up.accept(7),
-                Err(rejection) => wshub::Response::from(rejection),
-            };
-            Ok::<_, Infallible>(response)
-        },
-    ));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (tcp, _) = listener.accept().await.unwrap();
-            let conn = http1::Builder::new();
-            let io = TokioIo::new(tcp);
-            let service = TowerToHyperService::new(service.clone());
-            if upgrades {
-                tokio::spawn(conn.serve_connection(io, service).with_upgrades());
-            } else {
-                tokio::spawn(conn.serve_connection(io, service));
-            }
-        }
-    });
-    (addr, rx)
+    (serve_hyper_with(Watch(tx), 7, upgrades).await, rx)
 }
 
 async fn handshake(addr: std::net::SocketAddr) -> TcpStream {

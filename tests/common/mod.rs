@@ -83,13 +83,26 @@ pub async fn probe_server(config: Config) -> (SocketAddr, Events) {
 /// Serves `handler` with hyper and tower alone (no axum): a `service_fn`
 /// that accepts every valid handshake and answers the rest with the rejection.
 pub async fn serve_hyper<H: Handler<Data = ()>>(handler: H) -> SocketAddr {
+    serve_hyper_with(handler, (), true).await
+}
+
+/// [`serve_hyper`], accepting each socket with a copy of `data`; with
+/// `upgrades` false, hyper's connections are served without upgrade
+/// support (hyper answers the 101 but never hands the connection over).
+pub async fn serve_hyper_with<H: Handler>(handler: H, data: H::Data, upgrades: bool) -> SocketAddr
+where
+    H::Data: Clone,
+{
     let service = WebSocketLayer::new(handler).layer(tower::service_fn(
-        |mut req: http::Request<hyper::body::Incoming>| async move {
-            let response = match Upgrade::<()>::from_request(&mut req) {
-                Ok(up) => up.accept(()),
-                Err(rejection) => wshub::Response::from(rejection),
-            };
-            Ok::<_, Infallible>(response)
+        move |mut req: http::Request<hyper::body::Incoming>| {
+            let data = data.clone();
+            async move {
+                let response = match Upgrade::<H::Data>::from_request(&mut req) {
+                    Ok(up) => up.accept(data),
+                    Err(rejection) => wshub::Response::from(rejection),
+                };
+                Ok::<_, Infallible>(response)
+            }
         },
     ));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -98,11 +111,12 @@ pub async fn serve_hyper<H: Handler<Data = ()>>(handler: H) -> SocketAddr {
         loop {
             let (tcp, _) = listener.accept().await.unwrap();
             let service = TowerToHyperService::new(service.clone());
-            tokio::spawn(
-                http1::Builder::new()
-                    .serve_connection(TokioIo::new(tcp), service)
-                    .with_upgrades(),
-            );
+            let conn = http1::Builder::new().serve_connection(TokioIo::new(tcp), service);
+            if upgrades {
+                tokio::spawn(conn.with_upgrades());
+            } else {
+                tokio::spawn(conn);
+            }
         }
     });
     addr
