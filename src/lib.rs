@@ -74,6 +74,7 @@
 //! | `wshub_connections_opened_total` | counter | sockets opened |
 //! | `wshub_connections_closed_total{code}` | counter | sockets closed, by the close code `Handler::close` hears |
 //! | `wshub_connections_open` | gauge | sockets open now |
+//! | `wshub_upgrades_total{http}` | counter | server handshakes completed, by HTTP version: `1.1`, or `2` over HTTP/2 (RFC 8441) |
 //! | `wshub_messages_received_total`, `wshub_bytes_received_total` | counters | whole messages from peers, and their payload bytes |
 //! | `wshub_messages_sent_total` | counter | messages queued by `send` (not dropped) |
 //! | `wshub_bytes_written_total` | counter | bytes written to peers (frames, sends and publishes) |

@@ -91,6 +91,10 @@ mod on {
             );
             describe_gauge!("wshub_connections_open", "WebSocket connections open now");
             describe_counter!(
+                "wshub_upgrades_total",
+                "Server handshakes completed, by HTTP version (1.1, or 2 for RFC 8441)"
+            );
+            describe_counter!(
                 "wshub_messages_received_total",
                 "Whole messages received from peers"
             );
@@ -210,6 +214,13 @@ mod on {
         counter!("wshub_backpressure_total").increment(1);
     }
 
+    /// A server-side handshake completed, over HTTP/2 or HTTP/1.1.
+    pub(crate) fn upgraded(http2: bool) {
+        describe();
+        let http = if http2 { "2" } else { "1.1" };
+        counter!("wshub_upgrades_total", "http" => http).increment(1);
+    }
+
     /// A socket opened.
     pub(crate) fn opened() {
         describe();
@@ -257,6 +268,8 @@ mod off {
     pub(crate) fn dropped() {}
     #[inline(always)]
     pub(crate) fn backpressure() {}
+    #[inline(always)]
+    pub(crate) fn upgraded(_: bool) {}
     #[inline(always)]
     pub(crate) fn opened() {}
     #[inline(always)]

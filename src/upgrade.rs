@@ -37,6 +37,9 @@ pub(crate) struct AcceptedConn {
     pub(crate) deflate: Option<Negotiated>,
     /// The request path, for the connection's tracing span.
     pub(crate) path: Box<str>,
+    /// Over an HTTP/2 stream (RFC 8441) rather than an upgraded HTTP/1.1
+    /// connection.
+    pub(crate) http2: bool,
 }
 
 impl Accepted {
@@ -58,6 +61,13 @@ impl Accepted {
 /// data, or with any other response (a 401, a page): the socket then never opens.
 ///
 /// `T` must be the layer's [`Handler::Data`](crate::Handler::Data).
+///
+/// Over HTTP/2 (the `http2` feature, RFC 8441) the handshake is a `CONNECT`
+/// request, so route it with `any(..)` or `get(..).connect(..)`: a `get`
+/// route alone answers HTTP/2 clients 405 before the extractor runs. The
+/// socket is then one stream of the HTTP/2 connection, with the same
+/// handler, hub, limits and backpressure; [`accept`](Self::accept) answers
+/// `200` instead of `101`.
 ///
 /// As an extractor it runs before the route's code: a request that is not a
 /// valid handshake gets its 4xx (a plain `GET` gets 426) before the route
@@ -93,7 +103,8 @@ impl Accepted {
 pub struct Upgrade<T = ()> {
     layer: u64,
     on_upgrade: OnUpgrade,
-    key: HeaderValue,
+    /// `Sec-WebSocket-Key` over HTTP/1.1; none over HTTP/2, which has no key.
+    key: Option<HeaderValue>,
     offered: Vec<Box<str>>,
     protocol: Option<Box<str>>,
     headers: HeaderMap,
@@ -157,7 +168,17 @@ impl<T: Send + Sync + 'static> Upgrade<T> {
                 extractor: std::any::type_name::<T>(),
             });
         }
-        let key = handshake::validate_request(method, version, headers)?.clone();
+        let key = match version {
+            #[cfg(feature = "http2")]
+            Version::HTTP_2 => {
+                let protocol = extensions
+                    .get::<hyper::ext::Protocol>()
+                    .map(hyper::ext::Protocol::as_str);
+                handshake::validate_extended_connect(method, protocol, headers)?;
+                None
+            }
+            _ => Some(handshake::validate_request(method, version, headers)?.clone()),
+        };
         let on_upgrade = extensions
             .remove::<OnUpgrade>()
             .ok_or(UpgradeRejection::NotUpgradable)?;
@@ -230,7 +251,8 @@ impl<T: Send + Sync + 'static> Upgrade<T> {
         self
     }
 
-    /// Accepts the upgrade: the 101 response that opens the socket with `data`.
+    /// Accepts the upgrade: the response that opens the socket with `data`,
+    /// `101 Switching Protocols` over HTTP/1.1, `200` over HTTP/2.
     pub fn accept(self, data: T) -> Response {
         if self.bad_header {
             return plain_response(
@@ -239,13 +261,16 @@ impl<T: Send + Sync + 'static> Upgrade<T> {
             );
         }
         let mut response = Response::new(crate::Body::empty());
-        *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
         let headers = response.headers_mut();
-        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        let accept = handshake::accept_key(self.key.as_bytes());
-        if let Ok(accept) = HeaderValue::try_from(accept) {
-            headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+        // Over HTTP/2 a `200` opens the stream as it is (RFC 8441 §5): no
+        // key to answer, and no connection-level headers.
+        if let Some(key) = &self.key {
+            headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            let accept = handshake::accept_key(key.as_bytes());
+            if let Ok(accept) = HeaderValue::try_from(accept) {
+                headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+            }
         }
         if let Some(protocol) = self
             .protocol
@@ -259,6 +284,9 @@ impl<T: Send + Sync + 'static> Upgrade<T> {
             negotiated
         });
         headers.extend(self.headers);
+        if self.key.is_some() {
+            *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        }
         let conn = AcceptedConn {
             layer: self.layer,
             on_upgrade: self.on_upgrade,
@@ -267,6 +295,7 @@ impl<T: Send + Sync + 'static> Upgrade<T> {
             remote_addr: self.remote_addr,
             deflate,
             path: self.path,
+            http2: self.key.is_none(),
         };
         response
             .extensions_mut()
@@ -346,7 +375,9 @@ impl UpgradeRejection {
             Self::Handshake(HandshakeError::NotUpgrade | HandshakeError::WebSocketVersion) => {
                 StatusCode::UPGRADE_REQUIRED
             }
-            Self::Handshake(HandshakeError::MethodNotGet) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Handshake(HandshakeError::MethodNotGet | HandshakeError::MethodNotConnect) => {
+                StatusCode::METHOD_NOT_ALLOWED
+            }
             Self::Handshake(_) => StatusCode::BAD_REQUEST,
             Self::MissingLayer
             | Self::HubMissingLayer
@@ -374,6 +405,9 @@ impl From<UpgradeRejection> for Response {
             }
             UpgradeRejection::Handshake(HandshakeError::MethodNotGet) => {
                 headers.insert(header::ALLOW, HeaderValue::from_static("GET"));
+            }
+            UpgradeRejection::Handshake(HandshakeError::MethodNotConnect) => {
+                headers.insert(header::ALLOW, HeaderValue::from_static("CONNECT"));
             }
             _ => {}
         }

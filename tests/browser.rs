@@ -32,13 +32,47 @@ async fn two_browsers_chat() {
 /// The chat example with `--tls`: the page over `https://`, its socket over
 /// `wss://`. The certificate is self-signed, so Chromium is told to accept
 /// any (`--ignore-certificate-errors`); TLS itself still runs.
+///
+/// With the `http2` feature the server offers `h2` by ALPN, so Chromium
+/// loads the page over HTTP/2 and opens its sockets as HTTP/2 streams
+/// (RFC 8441): the page's protocol says the first, the server's count of
+/// handshakes by HTTP version (with `metrics`) the second.
 #[cfg(feature = "tls")]
 #[tokio::test]
 async fn two_browsers_chat_over_wss() {
     within(Duration::from_secs(60), async {
         let server = ChatServer::start_tls().await;
         let browser = Browser::launch_with(&["--ignore-certificate-errors"]).await;
-        chat(&browser, &format!("https://{}/", server.addr)).await;
+        let url = format!("https://{}/", server.addr);
+        chat(&browser, &url).await;
+        #[cfg(feature = "http2")]
+        {
+            let page = browser.isolated_page().await;
+            page.navigate(&url).await;
+            let protocol = page
+                .evaluate("performance.getEntriesByType('navigation')[0].nextHopProtocol")
+                .await
+                .unwrap();
+            assert_eq!(protocol, "h2", "the page did not come over HTTP/2");
+            #[cfg(feature = "metrics")]
+            {
+                let metrics = page
+                    .evaluate("fetch('/metrics').then((r) => r.text())")
+                    .await
+                    .unwrap();
+                let metrics = metrics.as_str().unwrap_or_default();
+                assert!(
+                    metrics
+                        .lines()
+                        .any(|line| line == "wshub_upgrades_total{http=\"2\"} 2"),
+                    "both sockets should have opened over HTTP/2:\n{metrics}"
+                );
+                assert!(
+                    !metrics.contains("wshub_upgrades_total{http=\"1.1\"}"),
+                    "{metrics}"
+                );
+            }
+        }
         browser.close().await;
     })
     .await;

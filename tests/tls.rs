@@ -313,7 +313,13 @@ fn loading_pem_files_fails_with_an_error_that_names_the_problem() {
     let (cert, key) = good.write_to(&dir.0);
     assert!(wshub::tls::load_pem_files(&cert, &key).is_ok());
     let config = wshub::tls::server_config_from_pem_files(&cert, &key).unwrap();
-    assert_eq!(config.alpn_protocols, [b"http/1.1".to_vec()]);
+    // HTTP/1.1, and HTTP/2 first where the server speaks it.
+    let alpn: &[&[u8]] = if cfg!(feature = "http2") {
+        &[b"h2", b"http/1.1"]
+    } else {
+        &[b"http/1.1"]
+    };
+    assert_eq!(config.alpn_protocols, alpn);
 
     let missing = dir.0.join("missing.pem");
     match wshub::tls::load_pem_files(&missing, &key) {

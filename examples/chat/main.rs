@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::{Form, Router};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use tower_http::trace::TraceLayer;
@@ -133,7 +133,9 @@ fn app() -> (Router, Hub) {
         .route("/", get(index))
         .route("/login", post(login))
         .route("/logout", post(logout))
-        .route("/ws", get(ws))
+        // `any`, not `get`: over HTTP/2 (the `http2` feature) a WebSocket
+        // opens with CONNECT, and other methods get the extractor's clear 405.
+        .route("/ws", any(ws))
         .layer(layer)
         .layer(TraceLayer::new_for_http());
     (app, hub)

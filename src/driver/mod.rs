@@ -41,7 +41,7 @@ use crate::hub::HubInner;
 use crate::protocol::{Role, close_code};
 use crate::socket::{Core, Settings, Timers};
 use crate::upgrade::AcceptedConn;
-use crate::{Config, Error, Handler, Hub, WebSocket};
+use crate::{Config, Error, Handler, Hub, WebSocket, telemetry};
 
 /// Starts the task of an accepted connection once hyper hands over the stream.
 pub(crate) fn spawn<H: Handler>(
@@ -57,6 +57,7 @@ pub(crate) fn spawn<H: Handler>(
         remote_addr,
         deflate,
         path,
+        http2,
         ..
     } = conn;
     let Ok(data) = data.downcast::<H::Data>() else {
@@ -76,6 +77,7 @@ pub(crate) fn spawn<H: Handler>(
                 return;
             }
         };
+        telemetry::upgraded(http2);
         let Unwrapped {
             transport,
             prefix,

@@ -1,5 +1,7 @@
-//! The opening handshake (RFC 6455 §4.2): checking a client's request and
-//! computing the server's answer. Pure functions over `http` types.
+//! The opening handshake: checking a client's request and computing the
+//! server's answer, over HTTP/1.1 (RFC 6455 §4.2: `GET` with `Upgrade`) and
+//! over HTTP/2 (RFC 8441: `CONNECT` with `:protocol websocket`). Pure
+//! functions over `http` types.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -19,9 +21,16 @@ pub enum HandshakeError {
     /// The method is not GET.
     #[error("a WebSocket upgrade must use the GET method")]
     MethodNotGet,
-    /// HTTP/1.0, or HTTP/2 and later (RFC 8441 is not supported).
-    #[error("a WebSocket upgrade needs HTTP/1.1")]
+    /// HTTP/1.0 or HTTP/3; or HTTP/2 where the server does not take
+    /// WebSockets over it (wshub without its `http2` feature).
+    #[error("a WebSocket handshake needs HTTP/1.1, or HTTP/2 with extended CONNECT (RFC 8441)")]
     HttpVersion,
+    /// An HTTP/2 request to a WebSocket route whose method is not `CONNECT`.
+    #[error("a WebSocket over HTTP/2 must use the CONNECT method (RFC 8441)")]
+    MethodNotConnect,
+    /// An HTTP/2 `CONNECT` whose `:protocol` is missing or not `websocket`.
+    #[error("a WebSocket over HTTP/2 needs `:protocol` set to `websocket` (RFC 8441)")]
+    ConnectProtocol,
     /// `Connection` does not list `upgrade`.
     #[error("the `Connection` header must contain `upgrade`")]
     ConnectionHeader,
@@ -51,15 +60,51 @@ pub fn validate_request<'a>(
     if !header_has_token(headers, &header::CONNECTION, "upgrade") {
         return Err(HandshakeError::ConnectionHeader);
     }
-    let mut versions = headers.get_all(header::SEC_WEBSOCKET_VERSION).iter();
-    match (versions.next(), versions.next()) {
-        (Some(v), None) if v.as_bytes().trim_ascii() == b"13" => {}
-        _ => return Err(HandshakeError::WebSocketVersion),
-    }
+    check_version(headers)?;
     let mut keys = headers.get_all(header::SEC_WEBSOCKET_KEY).iter();
     match (keys.next(), keys.next()) {
         (Some(key), None) if is_valid_key(key.as_bytes()) => Ok(key),
         _ => Err(HandshakeError::Key),
+    }
+}
+
+/// Checks a client's opening handshake over HTTP/2 (RFC 8441 §4): an
+/// extended `CONNECT` whose `:protocol` pseudo-header (`protocol`) is
+/// `websocket`, with `Sec-WebSocket-Version: 13`. There is no key to check
+/// and no `Upgrade` or `Connection` header: the HTTP/2 stream is the socket.
+///
+/// ```
+/// use http::{HeaderMap, HeaderValue, Method};
+/// use wshub::protocol::handshake::{HandshakeError, validate_extended_connect};
+///
+/// let mut headers = HeaderMap::new();
+/// headers.insert("sec-websocket-version", HeaderValue::from_static("13"));
+/// assert_eq!(validate_extended_connect(&Method::CONNECT, Some("websocket"), &headers), Ok(()));
+/// assert_eq!(
+///     validate_extended_connect(&Method::CONNECT, Some("chat"), &headers),
+///     Err(HandshakeError::ConnectProtocol)
+/// );
+/// ```
+pub fn validate_extended_connect(
+    method: &Method,
+    protocol: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<(), HandshakeError> {
+    if method != Method::CONNECT {
+        return Err(HandshakeError::MethodNotConnect);
+    }
+    if protocol != Some("websocket") {
+        return Err(HandshakeError::ConnectProtocol);
+    }
+    check_version(headers)
+}
+
+/// Exactly one `Sec-WebSocket-Version`, and it is 13.
+fn check_version(headers: &HeaderMap) -> Result<(), HandshakeError> {
+    let mut versions = headers.get_all(header::SEC_WEBSOCKET_VERSION).iter();
+    match (versions.next(), versions.next()) {
+        (Some(v), None) if v.as_bytes().trim_ascii() == b"13" => Ok(()),
+        _ => Err(HandshakeError::WebSocketVersion),
     }
 }
 
@@ -176,6 +221,47 @@ mod tests {
                 None => h.remove(&name),
             };
             assert_eq!(check(&h), Err(expected), "{name}: {value:?}");
+        }
+    }
+
+    #[test]
+    fn extended_connect_checks_method_protocol_and_version() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
+        let check = |method: &Method, protocol, headers: &HeaderMap| {
+            validate_extended_connect(method, protocol, headers)
+        };
+        assert_eq!(check(&Method::CONNECT, Some("websocket"), &h), Ok(()));
+        assert_eq!(
+            check(&Method::GET, Some("websocket"), &h),
+            Err(HandshakeError::MethodNotConnect)
+        );
+        // Plain CONNECT (a proxy tunnel) and other protocols are not WebSockets;
+        // the pseudo-header's value is case-sensitive (RFC 8441 §4).
+        for protocol in [None, Some("WebSocket"), Some("websocket2"), Some("")] {
+            assert_eq!(
+                check(&Method::CONNECT, protocol, &h),
+                Err(HandshakeError::ConnectProtocol),
+                "{protocol:?}"
+            );
+        }
+        let mut missing = h.clone();
+        missing.remove(header::SEC_WEBSOCKET_VERSION);
+        let mut twice = h.clone();
+        twice.append(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
+        let mut old = h.clone();
+        old.insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("8"));
+        for headers in [&missing, &twice, &old] {
+            assert_eq!(
+                check(&Method::CONNECT, Some("websocket"), headers),
+                Err(HandshakeError::WebSocketVersion)
+            );
         }
     }
 

@@ -28,8 +28,14 @@
 //!
 //! A configuration of your own (client certificates, other cipher suites)
 //! works too: build it from [`rustls`] as re-exported here, so the versions
-//! match, and set `alpn_protocols` to `[b"http/1.1"]` — wshub serves
-//! HTTP/1.1 only, and a browser that negotiated `h2` would fail.
+//! match, and set `alpn_protocols` to `[b"http/1.1"]`, or with the `http2`
+//! feature `[b"h2", b"http/1.1"]`: wshub serves the protocol ALPN chose,
+//! and without that feature a browser that negotiated `h2` would fail.
+//!
+//! With the `http2` feature the configurations below offer `h2` first, as
+//! browsers expect of an HTTPS server; their `wss://` sockets then open as
+//! HTTP/2 streams (RFC 8441). To keep every socket on HTTP/1.1, set
+//! `alpn_protocols` back to `[b"http/1.1"]`.
 
 mod accept;
 mod error;
@@ -50,16 +56,20 @@ pub use self::error::{PemOrigin, TlsError};
 pub use self::pem::{load_pem_files, parse_pem};
 pub use self::reload::ReloadableCert;
 
-/// The only protocol negotiated over ALPN.
-const ALPN_HTTP_1_1: &[u8] = b"http/1.1";
+/// The protocols offered over ALPN, best first.
+#[cfg(not(feature = "http2"))]
+const ALPN: &[&[u8]] = &[b"http/1.1"];
+#[cfg(feature = "http2")]
+const ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
 
 /// A server configuration presenting `cert` (from [`load_pem_files`] or
-/// [`parse_pem`]), with ALPN set to `http/1.1`.
+/// [`parse_pem`]), with ALPN set to `http/1.1` (and `h2` before it, with
+/// the `http2` feature).
 ///
 /// ```no_run
 /// let key = wshub::tls::load_pem_files("fullchain.pem", "privkey.pem")?;
 /// let config = wshub::tls::server_config(key);
-/// assert_eq!(config.alpn_protocols, [b"http/1.1".to_vec()]);
+/// assert!(config.alpn_protocols.contains(&b"http/1.1".to_vec()));
 /// # Ok::<(), wshub::tls::TlsError>(())
 /// ```
 pub fn server_config(cert: CertifiedKey) -> Arc<ServerConfig> {
@@ -78,7 +88,7 @@ pub fn server_config_from_pem_files(
 /// A server configuration whose certificate `resolver` picks at each
 /// handshake (a [`ReloadableCert`], or one by SNI name), with the ring
 /// provider, TLS 1.2 and 1.3, no client authentication and ALPN set to
-/// `http/1.1`.
+/// `http/1.1` (`h2` and `http/1.1` with the `http2` feature).
 pub fn server_config_with_resolver(resolver: Arc<dyn ResolvesServerCert>) -> Arc<ServerConfig> {
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
@@ -87,7 +97,7 @@ pub fn server_config_with_resolver(resolver: Arc<dyn ResolvesServerCert>) -> Arc
         .expect("ring's provider supports the default TLS versions")
         .with_no_client_auth()
         .with_cert_resolver(resolver);
-    config.alpn_protocols = vec![ALPN_HTTP_1_1.to_vec()];
+    config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
     Arc::new(config)
 }
 

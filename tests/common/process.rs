@@ -23,6 +23,8 @@ const EXAMPLE_FEATURES: &[&str] = &[
     "tls",
     #[cfg(feature = "metrics")]
     "metrics",
+    #[cfg(feature = "http2")]
+    "http2",
 ];
 
 /// An example's binary, built (once per test process and example) with the

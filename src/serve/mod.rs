@@ -1,5 +1,8 @@
-//! [`serve`]: an HTTP/1.1 server for an axum `Router`, set up the way a
-//! WebSocket server needs it.
+//! [`serve`]: an HTTP/1.1 (and, with the `http2` feature, HTTP/2) server
+//! for an axum `Router`, set up the way a WebSocket server needs it.
+
+#[cfg(feature = "http2")]
+mod http2;
 
 use std::convert::Infallible;
 use std::future::{Future, IntoFuture};
@@ -38,6 +41,16 @@ const MIN_HEADER_BUFFER: usize = 8 * 1024;
 ///   with [`Hub::shutdown`](crate::Hub::shutdown) to close the WebSockets too.
 ///
 /// Upgraded connections keep the bare TCP stream, without hyper's wrapper.
+///
+/// With the `http2` feature it speaks **HTTP/2** too: h2c from clients that
+/// start with HTTP/2's preface (prior knowledge), and `h2` chosen by ALPN
+/// over TLS. WebSockets then open as streams of the HTTP/2 connection
+/// (RFC 8441, extended CONNECT: route them with `any`, see
+/// [`Upgrade`](crate::Upgrade)). HTTP/1.1 stays the fast path: a socket
+/// over HTTP/2 shares its connection's flow control and frames, so it costs
+/// more per message. An HTTP/2 client must make its first request within
+/// the header read timeout, and its request heads are bounded by the same
+/// [`max_header_size`](Serve::max_header_size).
 ///
 /// With the `tls` feature, `Serve::tls` serves `wss://` and `https://`
 /// with the same guarantees, and a handshake deadline
@@ -109,7 +122,8 @@ impl Serve {
 
     /// Serves TLS (`wss://`, `https://`) with `config`, from
     /// [`tls::server_config`](crate::tls::server_config) and its siblings or
-    /// your own (set its ALPN to `http/1.1`; see [`tls`](crate::tls)).
+    /// your own (set its ALPN to `http/1.1`, or `h2` and `http/1.1` with
+    /// the `http2` feature; see [`tls`](crate::tls)).
     /// Upgraded sockets write straight to the TLS stream, with batched
     /// writes and [`WebSocket::remote_addr`](crate::WebSocket::remote_addr)
     /// as over TCP.
@@ -145,6 +159,10 @@ impl Serve {
 
     /// Stops accepting when `signal` resolves, lets every HTTP request in
     /// flight finish, and then resolves.
+    ///
+    /// A WebSocket over HTTP/1.1 has left its HTTP connection and does not
+    /// hold the server up; one over HTTP/2 is a request of its connection
+    /// until it closes, so close them with [`Hub::shutdown`](crate::Hub::shutdown).
     pub fn with_graceful_shutdown<F>(self, signal: F) -> WithGracefulShutdown<F>
     where
         F: Future<Output = ()> + Send + 'static,
@@ -245,6 +263,9 @@ impl Conn {
     /// Serves a TCP connection until it ends, is upgraded, or the server stops.
     async fn serve(self, tcp: TcpStream) {
         set_nodelay(&tcp);
+        #[cfg(feature = "http2")]
+        self.h2c_or_http(tcp).await;
+        #[cfg(not(feature = "http2"))]
         self.http(TokioIo::new(tcp)).await;
     }
 
@@ -255,6 +276,10 @@ impl Conn {
         set_nodelay(&tcp);
         let timeout = self.limits.tls_handshake_timeout;
         if let Some(stream) = tls.handshake(tcp, timeout, &mut self.stop).await {
+            #[cfg(feature = "http2")]
+            if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                return self.h2(TokioIo::new(stream)).await;
+            }
             self.http(TokioIo::new(stream)).await;
         }
     }
@@ -289,6 +314,39 @@ impl Conn {
         if let Err(error) = ended {
             tracing::trace!(%error, "HTTP connection ended");
         }
+    }
+}
+
+#[cfg(feature = "http2")]
+impl Conn {
+    /// HTTP/2 for a client that starts with its preface (h2c), HTTP/1.1
+    /// for the rest.
+    async fn h2c_or_http(mut self, tcp: TcpStream) {
+        let timeout = self.limits.header_read_timeout;
+        let h2 = tokio::select! {
+            h2 = http2::sniff(&tcp, timeout) => h2,
+            // Not yet a request: nothing to finish gracefully.
+            _ = self.stop.changed() => None,
+        };
+        match h2 {
+            Some(true) => self.h2(TokioIo::new(tcp)).await,
+            Some(false) => self.http(TokioIo::new(tcp)).await,
+            None => {}
+        }
+    }
+
+    /// HTTP/2 over `io`, until it ends or the server stops.
+    async fn h2<I>(self, io: I)
+    where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
+        let Self {
+            service,
+            limits,
+            mut stop,
+            _done,
+        } = self;
+        http2::serve(io, service, limits, &mut stop).await;
     }
 }
 
