@@ -53,6 +53,9 @@
 //! - **`tls`**: `wss://` with rustls — `Serve::tls` and the `tls` module
 //!   (certificates from PEM, reloaded without a restart); with `client`,
 //!   `wss://` URLs for the client too.
+//! - **`http2`**: WebSockets over HTTP/2 (RFC 8441): `serve` speaks h2c and,
+//!   with `tls`, `h2` by ALPN; [`Upgrade`] accepts an extended CONNECT (route
+//!   sockets with `any`). HTTP/1.1 stays the faster path.
 //! - **`client`**: the WebSocket client, `wshub::Client` and `wshub::connect`.
 //! - **`redis`**: one hub across server processes through Redis pub/sub
 //!   (`wshub::redis`).

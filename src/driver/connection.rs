@@ -28,6 +28,8 @@ use crate::{clock, telemetry};
 const SCRATCH_LEN: usize = 64 * 1024;
 /// Most slices handed to one vectored write.
 const MAX_IOV: usize = 64;
+/// Most bytes gathered into one write for a stream without vectored writes.
+const GATHER_LEN: usize = 64 * 1024;
 /// Bounds on how much to reserve for the rest of a frame in one read.
 const MIN_READ: usize = 8 * 1024;
 const MAX_READ: usize = 1024 * 1024;
@@ -43,6 +45,9 @@ thread_local! {
     /// Reads into this buffer need no memory of their own while a socket is
     /// idle; only the bytes of an unfinished frame are kept per socket.
     static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; SCRATCH_LEN].into_boxed_slice());
+    /// Frames gathered for a stream without vectored writes: one buffer
+    /// per thread, as they are written before the next socket's turn.
+    static GATHER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// What the driver hands to the handler next.
@@ -346,9 +351,23 @@ impl Connection {
             }
             let count = self.writing.len().min(MAX_IOV);
             let io = Pin::new(&mut self.io);
-            let result = if count == 1 {
+            let result = if count == 1 || self.writing[0].len() >= GATHER_LEN {
                 // One buffer: a plain write (`send`), cheaper than `writev`.
                 io.poll_write(cx, &self.writing[0])
+            } else if !io.is_write_vectored() {
+                // A stream that writes one slice per call (hyper's HTTP/2
+                // stream: one DATA frame each, a frame's header apart from
+                // its payload) gets the frames gathered into one buffer.
+                GATHER.with_borrow_mut(|gather| {
+                    gather.clear();
+                    for bytes in &self.writing {
+                        if !gather.is_empty() && gather.len() + bytes.len() > GATHER_LEN {
+                            break;
+                        }
+                        gather.extend_from_slice(bytes);
+                    }
+                    io.poll_write(cx, gather)
+                })
             } else {
                 let mut slices = [IoSlice::new(&[]); MAX_IOV];
                 for (slice, bytes) in slices.iter_mut().zip(&self.writing) {

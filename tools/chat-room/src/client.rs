@@ -46,6 +46,9 @@ pub struct Opts {
     pub start_at: Option<u64>,
     /// `wss://`: the directory of the certificate to trust (see [`tls`]).
     pub tls: Option<PathBuf>,
+    /// Each client over its own HTTP/2 connection (h2c, RFC 8441; see
+    /// [`crate::h2`]) instead of HTTP/1.1.
+    pub h2: bool,
 }
 
 impl Opts {
@@ -67,6 +70,7 @@ impl Opts {
             room: None,
             start_at: None,
             tls: None,
+            h2: false,
         }
     }
 
@@ -96,6 +100,7 @@ impl Opts {
                 .transpose()
                 .map_err(|e| format!("--start-at: {e}"))?,
             tls: args.value("tls").map(PathBuf::from),
+            h2: args.flag("h2"),
         })
     }
 
@@ -128,6 +133,9 @@ impl Opts {
         }
         if let Some(peer) = self.peer {
             args.push(format!("--peer={peer}"));
+        }
+        if self.h2 {
+            args.push("--h2".to_owned());
         }
         args
     }
@@ -193,9 +201,12 @@ async fn run(opts: &Opts) -> Result<Value, String> {
             Some(peer) if i % 2 == 1 => peer,
             _ => opts.addr,
         };
-        let connected = connect_with(addr, &query, &mut rng, offer, connector.as_ref())
-            .await
-            .map_err(|e| format!("connecting client {i}: {e}"))?;
+        let connected = if opts.h2 {
+            crate::h2::connect(addr, &query, offer).await
+        } else {
+            connect_with(addr, &query, &mut rng, offer, connector.as_ref()).await
+        }
+        .map_err(|e| format!("connecting client {i}: {e}"))?;
         agreed.push(connected.deflate);
         tls_agreed = tls_agreed.or_else(|| connected.stream.describe_tls());
         let verifier = (opts.verify && i == 0).then(|| Verifier::new(n, connected.deflate));

@@ -12,6 +12,7 @@
 //! cargo run --release -p chat-room -- run --servers wshub,bun --clients 32 --messages 50 --reps 1 --seconds 5
 //! cargo run --release -p chat-room -- rss            # server memory per idle connection
 //! cargo run --release -p chat-room -- run --tls --servers wshub,bun   # over wss://
+//! cargo run --release -p chat-room -- run --servers wshub,wshub-h2    # HTTP/1.1 vs HTTP/2
 //! cargo run --release -p chat-room -- rss --tls --servers wshub,bun
 //! cargo run --release -p chat-room -- run --servers wshub-deflate-shared,bun-deflate-shared
 //! cargo run --release -p chat-room -- rss --deflate --connections 1000 \
@@ -50,6 +51,7 @@
 
 mod args;
 mod client;
+mod h2;
 mod latency;
 mod multicore;
 mod nodes;
@@ -124,8 +126,9 @@ commands:
                   the runtime's worker threads (default: one per core it may run on).
                   --tls: serve wss:// with DIR/cert.pem and DIR/key.pem
   client --addr HOST:PORT [--clients N --messages M --seconds S --stall-timeout S --server-pid PID
-         --deflate --verify --room ROOM --start-at UNIX_MS --tls DIR]
-                  (--tls: connect over wss://, trusting only DIR/cert.pem)
+         --deflate --verify --room ROOM --start-at UNIX_MS --tls DIR --h2]
+                  (--tls: connect over wss://, trusting only DIR/cert.pem;
+                  --h2: over HTTP/2, h2c)
   rss-client, latency-client, slow-client
                   the clients the orchestrators start
   selftest        checks the client's frame counting on split frames
@@ -136,6 +139,8 @@ servers:
   wshub-ct        the same on a current-thread runtime
   wshub-hyper     the same app served by hyper's HTTP/1 connection instead of axum::serve,
                   so wshub's driver gets the TcpStream back (TCP_NODELAY, direct reads)
+  wshub-h2        the wshub server, its clients over HTTP/2 (h2c, RFC 8441): each client
+                  its own HTTP/2 connection, its socket an extended CONNECT stream
   axum            axum's extract::ws + tokio broadcast, as axum's examples/chat
   axum-batched    the same, forwarding everything queued with feed + one flush
   bun             tools/chat-room/server.bun.js

@@ -425,6 +425,7 @@ pub fn throughput(args: &mut Args) -> Result<(), String> {
                         deflate: deflate || servers::deflate_mode(&kind).is_some(),
                         verify,
                         tls: common.tls_dir().map(Path::to_owned),
+                        h2: servers::speaks_h2(&kind),
                         ..client::Opts::cell(n, m, seconds, stall_timeout)
                     };
                     match measure(&mut common, &kind, opts) {

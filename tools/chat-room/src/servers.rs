@@ -12,7 +12,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::ws::{self, WebSocketUpgrade};
 use axum::extract::{Query, State};
-use axum::routing::get;
+use axum::routing::{any, get};
 use axum::serve::ListenerExt as _;
 use futures_util::{SinkExt as _, StreamExt as _};
 use tokio::sync::broadcast;
@@ -24,7 +24,14 @@ use crate::args::Args;
 use crate::slow;
 
 /// The Rust servers `server KIND` can run, besides `wshub-deflate-MODE`.
-pub const KINDS: [&str; 5] = ["wshub", "wshub-ct", "wshub-hyper", "axum", "axum-batched"];
+pub const KINDS: [&str; 6] = [
+    "wshub",
+    "wshub-ct",
+    "wshub-hyper",
+    "wshub-h2",
+    "axum",
+    "axum-batched",
+];
 
 /// How `wshub-deflate-MODE` and `bun-deflate-MODE` name a compressor,
 /// lowercase, in Bun's order.
@@ -93,7 +100,17 @@ pub fn serves_tls(kind: &str) -> bool {
         return true;
     }
     let base = kind.split(['+', '@']).next().unwrap_or(kind);
-    base.starts_with("wshub") && !matches!(base, "wshub-hyper" | "wshub-slow" | "wshub-slow-close")
+    base.starts_with("wshub")
+        && !matches!(
+            base,
+            "wshub-hyper" | "wshub-h2" | "wshub-slow" | "wshub-slow-close"
+        )
+}
+
+/// Whether the load clients of server `kind` open their sockets over HTTP/2
+/// (h2c): `wshub-h2`, the wshub server of `wshub`.
+pub fn speaks_h2(kind: &str) -> bool {
+    kind.split(['+', '@']).next() == Some("wshub-h2")
 }
 
 /// wshub's [`Compression`] for a deflate `MODE`.
@@ -211,7 +228,7 @@ pub fn main(args: &mut Args) -> Result<(), String> {
             .await
             .map_err(|e| format!("bind {addr}: {e}"))?;
         let app = match base.as_str() {
-            "wshub" | "wshub-ct" | "wshub-hyper" => wshub_app(Compression::DISABLED),
+            "wshub" | "wshub-ct" | "wshub-hyper" | "wshub-h2" => wshub_app(Compression::DISABLED),
             "axum" => axum_app(Forward::EachMessage, capacity),
             "axum-batched" => axum_app(Forward::Batched, capacity),
             "wshub-slow" => slow::app(false),
@@ -304,9 +321,10 @@ pub fn wshub_app(compression: Compression) -> Router {
 /// to other processes through Redis).
 pub fn wshub_app_on(hub: Hub, compression: Compression) -> Router {
     Router::new()
+        // `any`: a WebSocket over HTTP/2 (`wshub-h2`) opens with CONNECT.
         .route(
             "/",
-            get(
+            any(
                 |up: Upgrade<User>, Query(query): Query<HashMap<String, String>>| async move {
                     let field = |key| query.get(key).map(|v| Box::from(v.as_str()));
                     let name = field("name").unwrap_or_default();

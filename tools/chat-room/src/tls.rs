@@ -108,11 +108,16 @@ const READ_BUFFER: usize = 64 * 1024;
 /// TLS over TCP read through a [`READ_BUFFER`] (writes pass straight through).
 type TlsTcp = TlsStream<BufReader<TcpStream>>;
 
-/// A load client's connection: plain TCP, or TLS over it.
+/// A load client's connection: plain TCP, TLS over it, or one stream of
+/// an HTTP/2 connection (`wshub-h2`, see [`crate::h2`]).
 pub enum Stream {
     Plain(TcpStream),
     Tls(Box<TlsTcp>),
+    H2(Box<H2Stream>),
 }
+
+/// A WebSocket's HTTP/2 stream, as hyper's client hands it over.
+pub type H2Stream = hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>;
 
 impl Stream {
     /// The TLS handshake over `tcp` with the server at `addr`.
@@ -149,6 +154,10 @@ impl Stream {
                 let (read, write) = tokio::io::split(*tls);
                 (ReadHalf::Tls(read), WriteHalf::Tls(write))
             }
+            Self::H2(stream) => {
+                let (read, write) = tokio::io::split(*stream);
+                (ReadHalf::H2(read), WriteHalf::H2(write))
+            }
         }
     }
 }
@@ -156,11 +165,13 @@ impl Stream {
 pub enum ReadHalf {
     Plain(OwnedReadHalf),
     Tls(tokio::io::ReadHalf<TlsTcp>),
+    H2(tokio::io::ReadHalf<H2Stream>),
 }
 
 pub enum WriteHalf {
     Plain(OwnedWriteHalf),
     Tls(tokio::io::WriteHalf<TlsTcp>),
+    H2(tokio::io::WriteHalf<H2Stream>),
 }
 
 /// `AsyncRead` for an enum of a plain and a TLS stream: the variant's own.
@@ -175,6 +186,7 @@ macro_rules! delegate_read {
                 match self.get_mut() {
                     $type::Plain(s) => Pin::new(s).poll_read(cx, buf),
                     $type::Tls(s) => Pin::new(s).poll_read(cx, buf),
+                    $type::H2(s) => Pin::new(s).poll_read(cx, buf),
                 }
             }
         }
@@ -193,6 +205,7 @@ macro_rules! delegate_write {
                 match self.get_mut() {
                     $type::Plain(s) => Pin::new(s).poll_write(cx, buf),
                     $type::Tls(s) => Pin::new(s).poll_write(cx, buf),
+                    $type::H2(s) => Pin::new(s).poll_write(cx, buf),
                 }
             }
 
@@ -200,6 +213,7 @@ macro_rules! delegate_write {
                 match self.get_mut() {
                     $type::Plain(s) => Pin::new(s).poll_flush(cx),
                     $type::Tls(s) => Pin::new(s).poll_flush(cx),
+                    $type::H2(s) => Pin::new(s).poll_flush(cx),
                 }
             }
 
@@ -207,6 +221,7 @@ macro_rules! delegate_write {
                 match self.get_mut() {
                     $type::Plain(s) => Pin::new(s).poll_shutdown(cx),
                     $type::Tls(s) => Pin::new(s).poll_shutdown(cx),
+                    $type::H2(s) => Pin::new(s).poll_shutdown(cx),
                 }
             }
         }

@@ -402,7 +402,7 @@ impl Inflater {
     }
 }
 
-async fn connect_tcp(addr: SocketAddr) -> io::Result<TcpStream> {
+pub async fn connect_tcp(addr: SocketAddr) -> io::Result<TcpStream> {
     let mut tries = 0;
     loop {
         match TcpStream::connect(addr).await {
