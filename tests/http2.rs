@@ -578,3 +578,24 @@ async fn slow_or_silent_http2_clients_are_cut_off_at_the_header_read_timeout() {
     })
     .await;
 }
+
+/// Behind `axum::serve` (axum's `http2` feature, which the `http2` feature
+/// turns on) rather than `wshub::serve`: axum's server takes h2c and
+/// extended CONNECT too, and the layer and extractor work the same.
+#[tokio::test]
+async fn behind_axum_serve_too() {
+    within(WAIT, async {
+        let (probe, mut events) = Probe::new();
+        let app = Router::new()
+            .route("/", any(accept))
+            .layer(WebSocketLayer::new(probe));
+        let addr = common::serve(app).await;
+        let mut send = h2c(addr).await;
+        let (mut socket, _) = open(&mut send, &[]).await;
+        let ws = events.open().await;
+        // axum's `ConnectInfo` gives the socket its peer, over HTTP/2 too.
+        assert!(ws.remote_addr().is_some_and(|peer| peer.ip().is_loopback()));
+        assert_eq!(round_trip(&mut socket, "via axum").await, "via axum");
+    })
+    .await;
+}
