@@ -10,10 +10,9 @@
 //! `cargo bench --bench codec -- mask` to run one group).
 
 use std::hint::black_box;
-use std::time::Duration;
 
 use bytes::BytesMut;
-use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use testkit::bench::{Bench, Throughput};
 use wshub::protocol::frame::OpCode;
 use wshub::protocol::mask::{apply_mask, apply_mask_scalar};
 use wshub::protocol::{Decoder, Role, encode_frame};
@@ -80,86 +79,72 @@ fn size_label(size: usize) -> String {
 
 /// Masking in place, the fast path and the scalar reference side by side.
 /// XOR-ing the same buffer again each iteration is as much work as the first time.
-fn bench_mask(c: &mut Criterion) {
-    let mut group = c.benchmark_group("mask");
+fn bench_mask(bench: &Bench) {
     for size in MASK_SIZES {
-        group.throughput(Throughput::Bytes(size as u64));
+        let bytes = Throughput::Bytes(size as u64);
         let mut buf: Vec<u8> = (0..size).map(|i| i as u8).collect();
         let label = size_label(size);
-        group.bench_function(BenchmarkId::new("apply_mask", &label), |b| {
-            b.iter(|| apply_mask(black_box(&mut buf[..]), black_box(MASK), black_box(0)));
+        bench.iter(&format!("mask/apply_mask/{label}"), bytes, || {
+            apply_mask(black_box(&mut buf[..]), black_box(MASK), black_box(0))
         });
-        group.bench_function(BenchmarkId::new("apply_mask_scalar", &label), |b| {
-            b.iter(|| apply_mask_scalar(black_box(&mut buf[..]), black_box(MASK), black_box(0)));
+        bench.iter(&format!("mask/apply_mask_scalar/{label}"), bytes, || {
+            apply_mask_scalar(black_box(&mut buf[..]), black_box(MASK), black_box(0))
         });
     }
-    group.finish();
 }
 
 /// Decoding a buffer of masked client frames with a fresh server decoder.
 /// The buffer is cloned in the untimed setup; the emptied buffer is returned
 /// so that freeing it is untimed too.
-fn bench_decode(c: &mut Criterion) {
-    let mut group = c.benchmark_group("decode");
+fn bench_decode(bench: &Bench) {
     for w in &WORKLOADS {
         let payload = w.payload();
         let mut wire = BytesMut::new();
         for _ in 0..w.frames {
             encode_frame(&mut wire, w.opcode, &payload, Some(MASK));
         }
-        group.throughput(Throughput::Bytes(w.payload_bytes()));
-        group.bench_function(BenchmarkId::new("server", w.label), |b| {
-            b.iter_batched(
-                || wire.clone(),
-                |mut src| {
-                    let mut decoder = Decoder::new(Role::Server, MAX_PAYLOAD);
-                    let mut decoded = 0;
-                    while let Some(frame) = decoder.decode(&mut src).expect("valid frames") {
-                        black_box(frame);
-                        decoded += 1;
-                    }
-                    assert_eq!(decoded, w.frames);
-                    src
-                },
-                // Every input is hundreds of KiB: one setup per iteration.
-                BatchSize::LargeInput,
-            );
-        });
+        bench.iter_batched(
+            &format!("decode/server/{}", w.label),
+            Throughput::Bytes(w.payload_bytes()),
+            || wire.clone(),
+            |mut src| {
+                let mut decoder = Decoder::new(Role::Server, MAX_PAYLOAD);
+                let mut decoded = 0;
+                while let Some(frame) = decoder.decode(&mut src).expect("valid frames") {
+                    black_box(frame);
+                    decoded += 1;
+                }
+                assert_eq!(decoded, w.frames);
+                src
+            },
+        );
     }
-    group.finish();
 }
 
 /// Encoding unmasked server frames into one reused, pre-grown buffer.
-fn bench_encode(c: &mut Criterion) {
-    let mut group = c.benchmark_group("encode");
+fn bench_encode(bench: &Bench) {
     for w in &WORKLOADS {
         let payload = w.payload();
         let mut dst = BytesMut::with_capacity(w.frames * (w.size + 14));
-        group.throughput(Throughput::Bytes(w.payload_bytes()));
-        group.bench_function(BenchmarkId::new("server", w.label), |b| {
-            b.iter(|| {
+        bench.iter(
+            &format!("encode/server/{}", w.label),
+            Throughput::Bytes(w.payload_bytes()),
+            || {
                 dst.clear();
                 for _ in 0..w.frames {
                     encode_frame(&mut dst, w.opcode, black_box(&payload), None);
                 }
                 black_box(&dst);
-            });
-        });
+            },
+        );
     }
-    group.finish();
 }
 
-/// Short runs: the whole bench takes about two minutes on two cores.
-fn config() -> Criterion {
-    Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-        .sample_size(20)
+/// Short runs (1 s of warm-up, 3 s in 20 samples each): the whole bench
+/// takes about two minutes on two cores.
+fn main() {
+    let bench = Bench::from_args();
+    bench_mask(&bench);
+    bench_decode(&bench);
+    bench_encode(&bench);
 }
-
-criterion_group! {
-    name = benches;
-    config = config();
-    targets = bench_mask, bench_decode, bench_encode
-}
-criterion_main!(benches);

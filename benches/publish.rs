@@ -30,8 +30,8 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::routing::get;
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use futures_util::future::join_all;
+use testkit::bench::{Bench, Throughput};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Runtime;
@@ -151,11 +151,13 @@ fn compress(deflate: &mut Deflate, input: &[u8], out: &mut [u8]) -> usize {
     written as usize
 }
 
-fn bench_compress(c: &mut Criterion) {
+fn bench_compress(bench: &Bench) {
+    if !bench.wants("compress_16KiB") {
+        return;
+    }
     let messages: Vec<Message> = (0..DISTINCT as u64).map(message).collect();
     let mut out = vec![0u8; 2 * MESSAGE_BYTES];
-    let mut group = c.benchmark_group("compress_16KiB");
-    group.throughput(Throughput::Bytes(MESSAGE_BYTES as u64));
+    let bytes = Throughput::Bytes(MESSAGE_BYTES as u64);
     let mut shared = deflate();
     let sizes: Vec<usize> = messages
         .iter()
@@ -171,22 +173,17 @@ fn bench_compress(c: &mut Criterion) {
         sizes.iter().max().unwrap_or(&0)
     );
     let mut i = 0;
-    group.bench_function("shared_once", |b| {
-        b.iter(|| {
-            i = (i + 1) % DISTINCT;
-            let size = compress(&mut shared, black_box(messages[i].as_bytes()), &mut out);
-            shared.reset();
-            size
-        });
+    bench.iter("compress_16KiB/shared_once", bytes, || {
+        i = (i + 1) % DISTINCT;
+        let size = compress(&mut shared, black_box(messages[i].as_bytes()), &mut out);
+        shared.reset();
+        size
     });
     let mut dedicated = deflate();
-    group.bench_function("dedicated_with_context", |b| {
-        b.iter(|| {
-            i = (i + 1) % DISTINCT;
-            compress(&mut dedicated, black_box(messages[i].as_bytes()), &mut out)
-        });
+    bench.iter("compress_16KiB/dedicated_with_context", bytes, || {
+        i = (i + 1) % DISTINCT;
+        compress(&mut dedicated, black_box(messages[i].as_bytes()), &mut out)
     });
-    group.finish();
 }
 
 /// Every socket joins the topic.
@@ -383,33 +380,35 @@ fn payload_len(head: &[u8]) -> Option<u64> {
     }
 }
 
-fn bench_publish(c: &mut Criterion) {
+fn bench_publish(bench: &Bench) {
+    let bench = bench
+        .clone()
+        .with_times(Duration::from_millis(300), Duration::from_secs(1), 10);
     let messages: Vec<Message> = (0..DISTINCT as u64).map(message).collect();
     for mode in [Mode::Plain, Mode::Shared, Mode::Dedicated] {
-        let mut group = c.benchmark_group(format!("publish_16KiB/{}", mode.name()));
-        group.sample_size(10);
-        group.warm_up_time(Duration::from_millis(300));
-        group.measurement_time(Duration::from_secs(1));
         for subscribers in SUBSCRIBERS {
+            let name = format!("publish_16KiB/{}/{subscribers}", mode.name());
+            if !bench.wants(&name) {
+                continue;
+            }
             let mut room = Room::new(mode, subscribers);
-            // Deliveries per second.
-            group.throughput(Throughput::Elements(subscribers as u64));
             let mut i = 0;
-            group.bench_function(BenchmarkId::from_parameter(subscribers), |b| {
-                b.iter_custom(|iters| {
-                    let mut timed = Duration::ZERO;
-                    for _ in 0..iters {
-                        i = (i + 1) % DISTINCT;
-                        timed += room.timed_publish(&messages[i]);
-                        room.drain();
-                    }
-                    timed
-                });
+            // Deliveries per second.
+            bench.custom(&name, Throughput::Elements(subscribers as u64), |iters| {
+                let mut timed = Duration::ZERO;
+                for _ in 0..iters {
+                    i = (i + 1) % DISTINCT;
+                    timed += room.timed_publish(&messages[i]);
+                    room.drain();
+                }
+                timed
             });
         }
-        group.finish();
     }
 }
 
-criterion_group!(benches, bench_compress, bench_publish);
-criterion_main!(benches);
+fn main() {
+    let bench = Bench::from_args();
+    bench_compress(&bench);
+    bench_publish(&bench);
+}

@@ -1,22 +1,67 @@
 #!/usr/bin/env bash
 # The whole test suite: unit, integration and doc tests, then the Autobahn
 # conformance run when ../shared/tools/autobahn is present.
+#
+# What some tests need is installed first if missing, one line each, with
+# the installers' own output in $CARGO_TARGET_DIR/test-setup.log:
+#   chromium      tests/browser.rs (the chat example in headless Chromium)
+#   redis-server  tests/redis.rs (the hub across two servers)
+#   websockets    tests/deflate.rs, tests/tls.rs, tests/client_peers.rs (Python)
+#   node, ws      tests/client_peers.rs (Node's `ws`, under ~/.cache/wshub/node)
+# apt-get runs as root, or through sudo; without either, say so and stop.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# tests/browser.rs drives headless Chromium through the chat example.
-command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
-# tests/redis.rs starts a redis-server of its own per test.
-command -v redis-server >/dev/null || (apt-get update && apt-get install -y redis-server)
-# tests/deflate.rs and tests/tls.rs check against Python's `websockets`.
-python3 -c 'import websockets' 2>/dev/null || python3 -m pip install websockets
-# tests/client_peers.rs runs the client against Node's `ws` (and Python's
-# `websockets`): `ws` lives outside the clone, found through NODE_PATH.
-command -v node >/dev/null || (apt-get update && apt-get install -y nodejs npm)
+log=${CARGO_TARGET_DIR:-$PWD/target}/test-setup.log
+mkdir -p "$(dirname "$log")"
+: > "$log"
+
+# Runs a command quietly; on failure, shows the end of its output.
+quietly() {
+    if ! "$@" >> "$log" 2>&1; then
+        echo "setup: \`$*\` failed; the end of $log:" >&2
+        tail -n 20 "$log" >&2
+        exit 1
+    fi
+}
+
+apt_updated=false
+apt_install() {
+    local sudo=()
+    if [ "$(id -u)" -ne 0 ]; then
+        if command -v sudo > /dev/null && sudo -n true 2> /dev/null; then
+            sudo=(sudo -n)
+        else
+            echo "setup: the tests need $* and installing it takes root:" \
+                "run \`sudo apt-get install -y $*\` once, or run this script as root" >&2
+            exit 1
+        fi
+    fi
+    if [ "$apt_updated" = false ]; then
+        quietly "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+        apt_updated=true
+    fi
+    quietly "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -q --no-install-recommends "$@"
+    echo "setup: installed $* (apt)"
+}
+
+command -v chromium > /dev/null || apt_install chromium
+command -v redis-server > /dev/null || apt_install redis-server
+if ! python3 -c 'import websockets' 2> /dev/null; then
+    quietly python3 -m pip install -q --root-user-action=ignore websockets
+    echo "setup: installed websockets (pip)"
+fi
+command -v node > /dev/null || apt_install nodejs npm
+# `ws` lives outside the clone, found through NODE_PATH.
 node_modules=${WSHUB_NODE_MODULES:-$HOME/.cache/wshub/node/node_modules}
-[ -f "$node_modules/ws/package.json" ] || npm install --prefix "$(dirname "$node_modules")" ws
+if [ ! -f "$node_modules/ws/package.json" ]; then
+    quietly npm install --silent --prefix "$(dirname "$node_modules")" ws
+    echo "setup: installed ws (npm, under $(dirname "$node_modules"))"
+fi
 export WSHUB_NODE_MODULES=$node_modules
+
 # --workspace: also the tools' own tests (tools/chat-room, tools/testkit).
-# --all-features: the `tls` feature's tests too (tests/tls.rs,
-# tests/tls_hostile.rs, the wss:// browser test).
+# --all-features: the `tls`, `http2`, `client`, `redis` and `metrics`
+# features' tests too.
 cargo test --workspace --all-features
 scripts/autobahn.sh

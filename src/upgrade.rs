@@ -62,9 +62,13 @@ impl Accepted {
 ///
 /// `T` must be the layer's [`Handler::Data`](crate::Handler::Data).
 ///
+/// Route it with `any(..)`: then every request at the route reaches the
+/// extractor, and one that is not a handshake gets its answer with a message
+/// (a `POST` gets 405 and `Allow: GET`). A `get(..)` route works for
+/// HTTP/1.1 too, but axum answers other methods itself, with an empty 405.
+///
 /// Over HTTP/2 (the `http2` feature, RFC 8441) the handshake is a `CONNECT`
-/// request, so route it with `any(..)` or `get(..).connect(..)`: a `get`
-/// route alone answers HTTP/2 clients 405 before the extractor runs. The
+/// request, which a `get` route alone refuses before the extractor runs. The
 /// socket is then one stream of the HTTP/2 connection, with the same
 /// handler, hub, limits and backpressure; [`accept`](Self::accept) answers
 /// `200` instead of `101`.

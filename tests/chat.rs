@@ -83,6 +83,57 @@ async fn upgrade_without_a_valid_cookie_is_unauthorized() {
     .await;
 }
 
+/// What is not a WebSocket handshake at `/ws` gets the extractor's answer,
+/// with a body that says what is wrong: the route takes any method.
+#[tokio::test]
+async fn other_requests_at_the_socket_route_get_a_clear_answer() {
+    within(TEST_TIMEOUT, async {
+        let server = ChatServer::start().await;
+        let post = request(&server, "POST", "/ws", None, Some("x=1")).await;
+        assert_eq!(post.status, 405);
+        assert!(post.body.contains("GET method"), "{}", post.body);
+        let get = request(&server, "GET", "/ws", None, None).await;
+        assert_eq!(get.status, 426);
+        assert!(get.body.contains("Upgrade: websocket"), "{}", get.body);
+    })
+    .await;
+}
+
+/// A taken address: the example names it, says how to choose another, and
+/// exits with 1. The message is a log line (stderr, a pipe here): no colour
+/// codes in it, as in any log not written to a terminal.
+#[tokio::test]
+async fn a_busy_address_is_named_with_the_way_to_pick_another() {
+    within(Duration::from_secs(60), async {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap();
+        let binary = common::process::example_binary("chat");
+        let output = tokio::task::spawn_blocking(move || {
+            std::process::Command::new(binary)
+                .arg(addr.to_string())
+                .env("RUST_LOG", "info")
+                .stdin(std::process::Stdio::null())
+                .output()
+        })
+        .await
+        .unwrap()
+        .expect("run the chat example");
+        drop(taken);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains(&format!("cannot listen on {addr}")),
+            "{stderr}"
+        );
+        assert!(stderr.contains("CHAT_ADDR"), "{stderr}");
+        assert!(
+            !stderr.contains('\x1b'),
+            "colour codes in a piped log: {stderr:?}"
+        );
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn login_checks_the_name() {
     within(TEST_TIMEOUT, async {

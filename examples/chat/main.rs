@@ -3,13 +3,15 @@
 //!
 //! A chat room in a browser: log in with a name (kept in a `user` cookie),
 //! see who is online, talk. Ordinary axum routes serve the page and the
-//! login; `GET /ws` turns the cookie into typed per-socket data with
+//! login; `/ws` (a `GET` upgrade, or a `CONNECT` over HTTP/2 with the
+//! `http2` feature) turns the cookie into typed per-socket data with
 //! [`Upgrade::accept`], and the [`room::Chat`] handler does the rest
 //! through the hub's `lobby` topic.
 //!
 //! Listens on 127.0.0.1:3000, or on ADDR (first argument, else `CHAT_ADDR`);
 //! port 0 picks a free port. The first line on stdout is the URL; logs
-//! (`RUST_LOG`, default `info` plus tower-http's request traces) go to stderr.
+//! (`RUST_LOG`, default `info` plus tower-http's request traces) go to
+//! stderr, in colour only when stderr is a terminal.
 //!
 //! With the `metrics` feature (`cargo run --example chat --features
 //! metrics`), `GET /metrics` serves wshub's counters for Prometheus.
@@ -28,6 +30,7 @@
 mod room;
 
 use std::collections::HashMap;
+use std::io::IsTerminal as _;
 use std::time::Duration;
 
 use axum::http::StatusCode;
@@ -53,6 +56,7 @@ async fn main() -> std::io::Result<()> {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,tower_http=debug".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let tls = args.iter().any(|arg| arg == "--tls");
@@ -61,7 +65,17 @@ async fn main() -> std::io::Result<()> {
         .find(|arg| arg != "--tls")
         .or_else(|| std::env::var("CHAT_ADDR").ok())
         .unwrap_or_else(|| "127.0.0.1:3000".to_owned());
-    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    let listener = match tokio::net::TcpListener::bind(&addr).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::error!(
+                "cannot listen on {addr}: {error}; choose another address: \
+                 `cargo run --example chat -- 127.0.0.1:3001` \
+                 (or CHAT_ADDR=127.0.0.1:3001; port 0 picks a free one)"
+            );
+            std::process::exit(1);
+        }
+    };
     let scheme = if tls { "https" } else { "http" };
     let (app, hub) = app();
     let app = with_metrics(app)?;

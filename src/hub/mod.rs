@@ -353,8 +353,9 @@ impl Hub {
     /// handlers have run) or `grace` has passed, after which the rest are
     /// dropped. Sockets that open afterwards are closed at once.
     ///
-    /// Pairs with `axum::serve(..).with_graceful_shutdown(..)`, which stops
-    /// accepting but does not wait for upgraded connections:
+    /// Pairs with the graceful shutdown of [`wshub::serve`](crate::serve)
+    /// (or of `axum::serve`, the same way), which stops accepting but does
+    /// not close upgraded connections: run it in the shutdown signal.
     ///
     /// ```no_run
     /// # #[allow(dead_code)]

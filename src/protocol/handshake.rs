@@ -48,11 +48,13 @@ pub fn validate_request<'a>(
     version: Version,
     headers: &'a HeaderMap,
 ) -> Result<&'a HeaderValue, HandshakeError> {
-    if !header_has_token(headers, &header::UPGRADE, "websocket") {
-        return Err(HandshakeError::NotUpgrade);
-    }
+    // The method first: a `POST` to a socket's route is told to use `GET`,
+    // with or without the upgrade headers.
     if method != Method::GET {
         return Err(HandshakeError::MethodNotGet);
+    }
+    if !header_has_token(headers, &header::UPGRADE, "websocket") {
+        return Err(HandshakeError::NotUpgrade);
     }
     if version != Version::HTTP_11 {
         return Err(HandshakeError::HttpVersion);
@@ -261,6 +263,17 @@ mod tests {
             assert_eq!(
                 check(&Method::CONNECT, Some("websocket"), headers),
                 Err(HandshakeError::WebSocketVersion)
+            );
+        }
+    }
+
+    #[test]
+    fn any_other_method_is_told_to_use_get() {
+        for method in [Method::POST, Method::HEAD, Method::PUT] {
+            assert_eq!(
+                validate_request(&method, Version::HTTP_11, &HeaderMap::new()),
+                Err(HandshakeError::MethodNotGet),
+                "{method}"
             );
         }
     }
