@@ -2,6 +2,14 @@
 //! chatting with random disconnects and reconnects, after which the hub is
 //! back to empty. (Server memory per connection is measured in release
 //! builds by `tools/chat-room`: `cargo run --release -p chat-room -- rss`.)
+//!
+//! A test binary without libtest's harness (`harness = false`): the soak
+//! runs longer than a minute by design, and libtest would print that it
+//! "has been running for over 60 seconds" as if something were stuck. Its
+//! `main` runs the two tests one after the other (each measures this
+//! process's memory), reports them as libtest does, and fails if either
+//! fails; `cargo test --test scale -- soak` runs the ones whose name
+//! contains `soak`.
 
 mod common;
 
@@ -47,12 +55,63 @@ impl Handler for Chat {
     }
 }
 
-/// Both tests measure this process's memory (the soak) or fill it with
-/// 10,000 clients (the idle test): run side by side, the soak would count
-/// the other's clients. Each holds this for its whole run.
-/// (A tokio mutex: each test has a runtime of its own, and holds it across
-/// its awaits.)
-static ALONE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// The tests, run one at a time: each measures this process's memory (the
+/// soak) or fills it with 10,000 clients (the idle test), so side by side
+/// the soak would count the other's clients.
+type Test = fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
+
+const TESTS: [(&str, Test); 2] = [
+    ("ten_thousand_idle_connections_are_held_and_served", || {
+        Box::pin(ten_thousand_idle_connections_are_held_and_served())
+    }),
+    (
+        "a_thousand_clients_chatting_with_random_reconnects_leave_no_trace",
+        || Box::pin(a_thousand_clients_chatting_with_random_reconnects_leave_no_trace()),
+    ),
+];
+
+fn main() -> std::process::ExitCode {
+    // `cargo test -- FILTER`: a name to look for; flags are libtest's, ignored.
+    let filter = std::env::args().skip(1).find(|arg| !arg.starts_with('-'));
+    let chosen: Vec<_> = TESTS
+        .iter()
+        .filter(|(name, _)| filter.as_deref().is_none_or(|f| name.contains(f)))
+        .collect();
+    let started = Instant::now();
+    println!("\nrunning {} tests", chosen.len());
+    let mut failed = Vec::new();
+    for (name, test) in &chosen {
+        // A runtime per test with two workers, as `#[tokio::test]` gave.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a tokio runtime");
+        let passed =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runtime.block_on(test())))
+                .is_ok();
+        drop(runtime);
+        println!("test {name} ... {}", if passed { "ok" } else { "FAILED" });
+        if !passed {
+            failed.push(*name);
+        }
+    }
+    let filtered = TESTS.len() - chosen.len();
+    let outcome = if failed.is_empty() { "ok" } else { "FAILED" };
+    println!(
+        "\ntest result: {outcome}. {} passed; {} failed; 0 ignored; 0 measured; \
+         {filtered} filtered out; finished in {:.2}s\n",
+        chosen.len() - failed.len(),
+        failed.len(),
+        started.elapsed().as_secs_f64()
+    );
+    if failed.is_empty() {
+        std::process::ExitCode::SUCCESS
+    } else {
+        eprintln!("failed: {failed:?}");
+        std::process::ExitCode::FAILURE
+    }
+}
 
 async fn chat_server() -> (std::net::SocketAddr, Hub, Arc<Stats>) {
     let stats = Arc::new(Stats::default());
@@ -78,9 +137,7 @@ async fn settle(what: &str, hub: &Hub, check: impl Fn(&Hub) -> bool) {
 /// 10,000 idle connections to the echo example (its own process, so that
 /// this one only holds the client ends): every one is served, and the
 /// server's memory per connection is reported (and bounded).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_idle_connections_are_held_and_served() {
-    let _alone = ALONE.lock().await;
     const N: usize = 10_000;
     testkit::raise_nofile(N as u64 + 1_000).unwrap();
     within(Duration::from_secs(240), async {
@@ -121,9 +178,7 @@ async fn ten_thousand_idle_connections_are_held_and_served() {
 /// has left the hub holds no socket and no topic, and this process (server
 /// and clients) is back at the memory it held after a 10 s warm-up round
 /// of the same: what connections and messages leave behind stays bounded.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_clients_chatting_with_random_reconnects_leave_no_trace() {
-    let _alone = ALONE.lock().await;
     const CLIENTS: usize = 1_000;
     /// What the measured round may leave above the warm-up's: a leak of
     /// 400 bytes per reconnect (about 20,000 in 60 s) would exceed it.
