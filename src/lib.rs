@@ -184,6 +184,12 @@ pub use serve::{Serve, WithGracefulShutdown, serve};
 pub use socket::{ReadyState, SendStatus, WebSocket};
 pub use upgrade::{Upgrade, UpgradeRejection};
 
+// The README's Rust blocks, compiled as doc tests (they are `no_run`:
+// servers that run until stopped; `tests/readme.rs` runs the first one).
+#[cfg(all(doctest, feature = "client", feature = "redis"))]
+#[doc = include_str!("../README.md")]
+mod readme {}
+
 /// The body of the responses wshub builds (axum's body type).
 pub type Body = axum_core::body::Body;
 /// The responses wshub builds: [`Upgrade::accept`]'s 101 and the rejections.

@@ -10,13 +10,12 @@ use std::process::{Command, Stdio};
 use common::process::example_binary;
 use common::*;
 
-/// The first ```` ```rust ```` block of the README.
+/// The first ```` ```rust,no_run ```` block of the README (compiled with
+/// the README's other blocks as doc tests, see `src/lib.rs`; run here).
 fn readme_example() -> String {
     let readme = include_str!("../README.md");
-    let start = readme
-        .find("```rust\n")
-        .expect("a rust block in the README")
-        + "```rust\n".len();
+    let fence = "```rust,no_run\n";
+    let start = readme.find(fence).expect("a rust block in the README") + fence.len();
     let len = readme[start..].find("```\n").expect("the block's end");
     readme[start..start + len].to_owned()
 }
