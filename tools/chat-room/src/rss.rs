@@ -66,6 +66,9 @@ pub fn orchestrate(args: &mut Args) -> Result<(), String> {
             if let Some(dir) = common.tls_dir() {
                 client_args.push(format!("--tls={}", dir.display()));
             }
+            if servers::speaks_h2(&kind) {
+                client_args.push("--h2".to_owned());
+            }
             common.run_client(&client_args)
         });
         match result {
@@ -163,7 +166,8 @@ fn deflate_note(report: &Value) -> String {
     )
 }
 
-/// `rss-client --addr A --server-pid P --connections N --settle S [--deflate] [--tls DIR]`.
+/// `rss-client --addr A --server-pid P --connections N --settle S [--deflate] [--tls DIR] [--h2]`
+/// (`--h2`: each connection over its own h2c connection, see [`crate::h2`]).
 pub fn client_main(args: &mut Args) -> Result<(), String> {
     let addr: SocketAddr = args.get("addr", SocketAddr::from(([127, 0, 0, 1], 4001)))?;
     let pid: u32 = args.get("server-pid", 0)?;
@@ -172,6 +176,7 @@ pub fn client_main(args: &mut Args) -> Result<(), String> {
     let deflate = args.flag("deflate");
     let message_bytes: usize = args.get("message-bytes", 1024)?;
     let tls = args.value("tls");
+    let h2 = args.flag("h2");
     args.finish()?;
     let connector = tls.map(|dir| tls::connector(dir.as_ref())).transpose()?;
     let connector = connector.as_ref();
@@ -184,14 +189,11 @@ pub fn client_main(args: &mut Args) -> Result<(), String> {
         let before = vm_rss_kib(pid).ok_or("cannot read the server's VmRSS")?;
         let results: Vec<_> = futures_util::stream::iter(0..connections)
             .map(|i| async move {
-                connect_with(
-                    addr,
-                    &format!("name={}", name(i)),
-                    &mut Rng::new(i as u64),
-                    offer,
-                    connector,
-                )
-                .await
+                let query = format!("name={}", name(i));
+                if h2 {
+                    return crate::h2::connect(addr, &query, offer).await;
+                }
+                connect_with(addr, &query, &mut Rng::new(i as u64), offer, connector).await
             })
             .buffer_unordered(CONCURRENCY)
             .collect()
