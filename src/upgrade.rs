@@ -265,10 +265,11 @@ impl<T: Send + Sync + 'static> Upgrade<T> {
             );
         }
         let mut response = Response::new(crate::Body::empty());
-        let headers = response.headers_mut();
         // Over HTTP/2 a `200` opens the stream as it is (RFC 8441 §5): no
         // key to answer, and no connection-level headers.
         if let Some(key) = &self.key {
+            *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+            let headers = response.headers_mut();
             headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             let accept = handshake::accept_key(key.as_bytes());
@@ -276,6 +277,7 @@ impl<T: Send + Sync + 'static> Upgrade<T> {
                 headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
             }
         }
+        let headers = response.headers_mut();
         if let Some(protocol) = self
             .protocol
             .as_deref()
@@ -288,9 +290,6 @@ impl<T: Send + Sync + 'static> Upgrade<T> {
             negotiated
         });
         headers.extend(self.headers);
-        if self.key.is_some() {
-            *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-        }
         let conn = AcceptedConn {
             layer: self.layer,
             on_upgrade: self.on_upgrade,

@@ -42,10 +42,7 @@ async fn serve_both(app: Router) -> SocketAddr {
 
 /// An echoing [`Probe`] on `/` behind `wshub::serve`, with `config`.
 async fn probe(config: Config) -> (SocketAddr, Events) {
-    let (probe, events) = Probe::new();
-    let app = Router::new()
-        .route("/", any(accept))
-        .layer(WebSocketLayer::new(probe).config(config));
+    let (app, events) = probe_app(config);
     (serve_both(app).await, events)
 }
 
@@ -490,10 +487,7 @@ async fn h2_chosen_by_alpn_over_tls() {
     use wshub::tls::rustls::pki_types::ServerName;
     within(WAIT, async {
         let cert = TestCert::generate();
-        let (probe, mut events) = Probe::new();
-        let app = Router::new()
-            .route("/", any(accept))
-            .layer(WebSocketLayer::new(probe));
+        let (app, mut events) = probe_app(Config::default());
         let addr = common::tls::serve_tls(app, cert.server_config(), Duration::from_secs(5)).await;
 
         let mut config = Arc::unwrap_or_clone(client_config(&[&cert]));
@@ -533,10 +527,7 @@ async fn read_to_close(tcp: &mut TcpStream, limit: Duration) -> Vec<u8> {
 async fn slow_or_silent_http2_clients_are_cut_off_at_the_header_read_timeout() {
     use tokio::io::AsyncWriteExt as _;
     within(WAIT, async {
-        let (probe, _events) = Probe::new();
-        let app = Router::new()
-            .route("/", any(accept))
-            .layer(WebSocketLayer::new(probe));
+        let (app, _events) = probe_app(Config::default());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let timeout = Duration::from_millis(300);
@@ -585,10 +576,7 @@ async fn slow_or_silent_http2_clients_are_cut_off_at_the_header_read_timeout() {
 #[tokio::test]
 async fn behind_axum_serve_too() {
     within(WAIT, async {
-        let (probe, mut events) = Probe::new();
-        let app = Router::new()
-            .route("/", any(accept))
-            .layer(WebSocketLayer::new(probe));
+        let (app, mut events) = probe_app(Config::default());
         let addr = common::serve(app).await;
         let mut send = h2c(addr).await;
         let (mut socket, _) = open(&mut send, &[]).await;

@@ -16,10 +16,9 @@ use hyper::server::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpStream;
-use tokio::sync::watch;
 use tower_service::Service;
 
-use super::{Limits, WithPeer};
+use super::{Conn, WithPeer};
 
 /// What an HTTP/2 client sends first, with prior knowledge (RFC 9113 §3.4).
 const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -72,14 +71,16 @@ pub(super) async fn sniff(tcp: &TcpStream, timeout: Duration) -> Option<bool> {
 /// A client must make its first request within the header read timeout;
 /// request heads are bounded by the same `max_header_size` as over
 /// HTTP/1.1 (`SETTINGS_MAX_HEADER_LIST_SIZE`).
-pub(super) async fn serve<I>(
-    io: I,
-    service: WithPeer,
-    limits: Limits,
-    stop: &mut watch::Receiver<()>,
-) where
+pub(super) async fn serve<I>(io: I, conn: Conn)
+where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
+    let Conn {
+        service,
+        limits,
+        mut stop,
+        _done,
+    } = conn;
     let asked = Arc::new(AtomicBool::new(false));
     let service = Asked {
         inner: service,

@@ -278,7 +278,7 @@ impl Conn {
         if let Some(stream) = tls.handshake(tcp, timeout, &mut self.stop).await {
             #[cfg(feature = "http2")]
             if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
-                return self.h2(TokioIo::new(stream)).await;
+                return http2::serve(TokioIo::new(stream), self).await;
             }
             self.http(TokioIo::new(stream)).await;
         }
@@ -329,24 +329,10 @@ impl Conn {
             _ = self.stop.changed() => None,
         };
         match h2 {
-            Some(true) => self.h2(TokioIo::new(tcp)).await,
+            Some(true) => http2::serve(TokioIo::new(tcp), self).await,
             Some(false) => self.http(TokioIo::new(tcp)).await,
             None => {}
         }
-    }
-
-    /// HTTP/2 over `io`, until it ends or the server stops.
-    async fn h2<I>(self, io: I)
-    where
-        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-    {
-        let Self {
-            service,
-            limits,
-            mut stop,
-            _done,
-        } = self;
-        http2::serve(io, service, limits, &mut stop).await;
     }
 }
 

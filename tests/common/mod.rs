@@ -73,11 +73,17 @@ pub async fn serve(app: Router) -> SocketAddr {
 
 /// An echoing [`Probe`] on `/` (any method, so bad handshakes reach it) with `config`.
 pub async fn probe_server(config: Config) -> (SocketAddr, Events) {
+    let (app, events) = probe_app(config);
+    (serve(app).await, events)
+}
+
+/// The app of [`probe_server`], for a test to serve as it likes.
+pub fn probe_app(config: Config) -> (Router, Events) {
     let (probe, events) = Probe::new();
     let app = Router::new()
         .route("/", any(accept))
         .layer(WebSocketLayer::new(probe).config(config));
-    (serve(app).await, events)
+    (app, events)
 }
 
 /// Serves `handler` with hyper and tower alone (no axum): a `service_fn`

@@ -94,13 +94,12 @@ pub async fn connect(addr: SocketAddr, query: &str, offer: Option<&str>) -> io::
 
 #[cfg(test)]
 mod tests {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     use tokio::net::TcpListener;
     use wshub::Compression;
 
     use super::*;
     use crate::servers;
-    use crate::wire::{FrameReader, Rng, encode_text};
+    use crate::wire::{Rng, say_hi};
 
     #[tokio::test]
     async fn a_load_client_chats_with_wshub_over_h2c() {
@@ -111,25 +110,8 @@ mod tests {
 
         let connected = connect(addr, "name=Alice0", None).await.unwrap();
         assert!(matches!(connected.stream, Stream::H2(_)));
-        let (mut reader, mut writer) = connected.stream.into_split();
-        let mut rng = Rng::new(1);
-        writer
-            .write_all(&encode_text("hi", &mut rng))
-            .await
-            .unwrap();
-        writer.flush().await.unwrap();
-
         // The chat publishes to the room, sender included.
-        let mut frames = FrameReader::default();
-        let mut got = Vec::new();
-        let mut buf = [0u8; 1024];
-        while got.is_empty() {
-            let n = reader.read(&mut buf).await.unwrap();
-            assert!(n > 0, "closed before the echo");
-            frames.feed(&buf[..n], |first, payload| {
-                got.push((first, payload.to_vec()))
-            });
-        }
+        let got = say_hi(connected, &mut Rng::new(1)).await;
         assert_eq!(got, [(0x81, b"Alice0: hi".to_vec())]);
     }
 }

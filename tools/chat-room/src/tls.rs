@@ -235,13 +235,12 @@ delegate_write!(WriteHalf);
 
 #[cfg(test)]
 mod tests {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     use tokio::net::TcpListener;
     use wshub::Compression;
 
     use super::*;
     use crate::servers::{self, serves_tls};
-    use crate::wire::{FrameReader, Rng, connect_with, encode_text};
+    use crate::wire::{Rng, connect_with, say_hi};
 
     #[tokio::test]
     async fn a_load_client_chats_with_wshub_over_wss() {
@@ -259,27 +258,8 @@ mod tests {
             .unwrap();
         let agreed = connected.stream.describe_tls().unwrap();
         assert!(agreed.starts_with("TLSv1_3"), "{agreed}");
-        let (mut reader, mut writer) = connected.stream.into_split();
-        writer
-            .write_all(&encode_text("hi", &mut rng))
-            .await
-            .unwrap();
-        writer.flush().await.unwrap();
-
         // The chat publishes to the room, sender included.
-        let mut frames = FrameReader::default();
-        let mut got = Vec::new();
-        let mut bytes = connected.early;
-        let mut buf = [0u8; 1024];
-        loop {
-            frames.feed(&bytes, |first, payload| got.push((first, payload.to_vec())));
-            if !got.is_empty() {
-                break;
-            }
-            let n = reader.read(&mut buf).await.unwrap();
-            assert!(n > 0, "closed before the echo");
-            bytes = buf[..n].to_vec();
-        }
+        let got = say_hi(connected, &mut rng).await;
         assert_eq!(got, [(0x81, b"Alice0: hi".to_vec())]);
     }
 

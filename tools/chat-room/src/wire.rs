@@ -600,6 +600,29 @@ pub fn selftest() -> Result<(), String> {
     Ok(())
 }
 
+/// Says "hi" as `rng`'s client on a fresh connection and returns the first
+/// data frames the chat server sends back (first byte, payload): for the
+/// tests of each kind of load-client connection.
+#[cfg(test)]
+pub async fn say_hi(connected: Connected, rng: &mut Rng) -> Vec<(u8, Vec<u8>)> {
+    let (mut reader, mut writer) = connected.stream.into_split();
+    writer.write_all(&encode_text("hi", rng)).await.unwrap();
+    writer.flush().await.unwrap();
+    let mut frames = FrameReader::default();
+    let mut got = Vec::new();
+    let mut bytes = connected.early;
+    let mut buf = [0u8; 1024];
+    loop {
+        frames.feed(&bytes, |first, payload| got.push((first, payload.to_vec())));
+        if !got.is_empty() {
+            return got;
+        }
+        let n = reader.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed before the echo");
+        bytes = buf[..n].to_vec();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
