@@ -73,6 +73,19 @@ pub(crate) fn release() {
     });
 }
 
+/// Makes every wake-up held so far and goes on holding (a long turn
+/// delivers part of what it holds).
+pub(crate) fn release_held() {
+    let wakers = HELD.with(|held| {
+        held.try_borrow_mut()
+            .map(|mut held| std::mem::take(&mut held.wakers))
+            .unwrap_or_default()
+    });
+    for waker in wakers {
+        waker.wake();
+    }
+}
+
 /// Whether a turn holds this thread's wake-ups now.
 pub(crate) fn holding() -> bool {
     HELD.with(|held| held.try_borrow().is_ok_and(|held| held.active))

@@ -537,7 +537,7 @@ fn millis_rounded_up(duration: Duration) -> u32 {
     u32::try_from(millis).unwrap_or(u32::MAX)
 }
 
-pub(super) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = panic.downcast_ref::<&str>() {
         (*s).to_owned()
     } else if let Some(s) = panic.downcast_ref::<String>() {

@@ -1,22 +1,27 @@
-//! The connection driver: one task per socket that reads frames, calls the
-//! handler, writes queued frames in batches, keeps the timers and runs the
-//! close handshake (RFC 6455 §7).
+//! The connection driver: one future per socket that reads frames, calls
+//! the handler, writes queued frames in batches, keeps the timers and runs
+//! the close handshake (RFC 6455 §7). It runs on a socket loop (see
+//! [`crate::event_loop`]) when its stream is plain TCP from wshub's own
+//! server, and as a tokio task of its own otherwise.
 //!
-//! An idle socket costs its task, its shared state and tokio's registration:
-//! no read buffer (reads land in a per-thread buffer), and every handler
-//! future and the close handshake are boxed only while they run (`message`
-//! in a box reused through a burst), so they do not size every idle task.
-//! The task's future is 248 bytes (256 in debug builds), whatever the
-//! handler: tokio's cell for it is then 384 bytes, not 512 (see the test at
-//! the end). Per idle socket in a chat room, on the heap: that cell,
-//! tokio's I/O registration (256), the socket's `Arc` (`Core`, 248, and the
-//! typed data), and the hub's and the topic's entries (about 130,
-//! amortized); glibc adds some 290 bytes of fragments around tokio's two
-//! 128-byte-aligned blocks (`tests/idle_memory.rs` counts the blocks).
+//! An idle socket costs its future, its shared state and its stream's
+//! registration: no read buffer (reads land in a per-thread buffer), and
+//! every handler future and the close handshake are boxed only while they
+//! run (`message` in a box reused through a burst), so they do not size
+//! every idle socket. The future is under 280 bytes, whatever the
+//! handler (see the test at the end). Per idle socket of a chat room on a loop,
+//! on the heap: the future in a box, the loop's node for it (80) and its
+//! readiness slot (48), the socket's `Arc` (`Core`, 248, and the typed
+//! data), and the hub's and the topic's entries (about 130, amortized);
+//! nothing aligned to more than 16 bytes (`tests/idle_memory.rs` counts
+//! the blocks). On a task of its own, tokio's cell (384 bytes, aligned to
+//! 128) and I/O registration (256, aligned to 128) replace the box, the
+//! node and the slot, and glibc adds some 290 bytes of fragments around
+//! them.
 
 mod connection;
 mod transport;
-mod turn;
+pub(crate) mod turn;
 
 use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
@@ -30,7 +35,8 @@ use futures_util::future::OptionFuture;
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
-use self::connection::{Connection, End, Event, Then, panic_message};
+pub(crate) use self::connection::panic_message;
+use self::connection::{Connection, End, Event, Then};
 pub(crate) use self::transport::Transport;
 use self::transport::Unwrapped;
 use self::turn::Turn;
@@ -83,6 +89,16 @@ pub(crate) fn spawn<H: Handler>(
             prefix,
             peer,
         } = Transport::from_upgraded(upgraded);
+        // A plain TCP stream leaves tokio's reactor for a socket loop.
+        #[cfg(unix)]
+        let transport = match transport.into_loop() {
+            Ok(transport) => transport,
+            Err(error) => {
+                tracing::debug!(%error, "cannot move the connection to a socket loop");
+                handler.upgrade_failed(*data, Error::Io(error)).await;
+                return;
+            }
+        };
         let open = Open {
             transport,
             prefix,
@@ -149,9 +165,13 @@ pub(crate) fn start<H: Handler>(
     });
     let core = Core::new(hub, settings, remote_addr, protocol, outgoing);
     let ws = WebSocket::new(core, data);
+    #[cfg(unix)]
+    let home = transport.home();
+    #[cfg(not(unix))]
+    let home = None;
     let conn = Connection::new(transport, prefix, &config, inflater, role);
     let handle = ws.clone();
-    // The span costs every task 40 bytes and a little per poll: only
+    // The span costs every socket 40 bytes and a little per poll: only
     // when someone listens.
     if tracing::enabled!(tracing::Level::DEBUG) {
         let remote = ws.remote_addr().map(tracing::field::display);
@@ -161,11 +181,29 @@ pub(crate) fn start<H: Handler>(
         };
         let span = tracing::debug_span!("websocket", id = ws.id(), remote, %path, side);
         let ws = Registered::open(ws);
-        tokio::spawn(Turn::new(run(handler, conn, ws)).instrument(span));
+        launch(home, Turn::new(run(handler, conn, ws)).instrument(span));
     } else {
-        tokio::spawn(Turn::new(run(handler, conn, Registered::open(ws))));
+        launch(home, Turn::new(run(handler, conn, Registered::open(ws))));
     }
     handle
+}
+
+/// Where a socket's future runs: its socket loop, or a task of its own.
+#[cfg(unix)]
+type Home = Option<crate::event_loop::Loop>;
+#[cfg(not(unix))]
+type Home = Option<std::convert::Infallible>;
+
+fn launch(home: Home, socket: impl Future<Output = ()> + Send + 'static) {
+    match home {
+        #[cfg(unix)]
+        Some(home) => home.spawn(Box::pin(socket)),
+        #[cfg(not(unix))]
+        Some(never) => match never {},
+        None => {
+            tokio::spawn(socket);
+        }
+    }
 }
 
 /// The life of one socket, from `open` to `close`.

@@ -16,6 +16,9 @@ use tokio::net::TcpStream;
 #[cfg(feature = "tls")]
 use tokio_rustls::server::TlsStream;
 
+#[cfg(unix)]
+use crate::event_loop::{self, Loop, LoopStream};
+
 pub(crate) enum Transport {
     Tcp(TcpStream),
     /// Boxed: a TLS session is large, and an enum is as large as its
@@ -27,6 +30,9 @@ pub(crate) enum Transport {
     ClientTls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
     /// Boxed: the rarer case, and the larger type.
     Upgraded(Box<TokioIo<Upgraded>>),
+    /// A TCP stream moved to a socket loop (see [`crate::event_loop`]).
+    #[cfg(unix)]
+    Looped(LoopStream),
 }
 
 /// A transport, the bytes hyper read past the request, and the peer's
@@ -79,6 +85,27 @@ impl Transport {
     }
 }
 
+impl Transport {
+    /// Moves a plain TCP stream to a socket loop of the current runtime;
+    /// leaves other streams as they are.
+    #[cfg(unix)]
+    pub(crate) fn into_loop(self) -> io::Result<Self> {
+        match self {
+            Self::Tcp(tcp) => Ok(Self::Looped(event_loop::adopt(tcp)?)),
+            other => Ok(other),
+        }
+    }
+
+    /// The loop that runs this stream's socket, if it is on one.
+    #[cfg(unix)]
+    pub(crate) fn home(&self) -> Option<Loop> {
+        match self {
+            Self::Looped(stream) => Some(stream.home()),
+            _ => None,
+        }
+    }
+}
+
 impl AsyncRead for Transport {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -92,6 +119,8 @@ impl AsyncRead for Transport {
             #[cfg(all(feature = "tls", feature = "client"))]
             Self::ClientTls(tls) => Pin::new(&mut **tls).poll_read(cx, buf),
             Self::Upgraded(io) => Pin::new(&mut **io).poll_read(cx, buf),
+            #[cfg(unix)]
+            Self::Looped(io) => Pin::new(io).poll_read(cx, buf),
         }
     }
 }
@@ -109,6 +138,8 @@ impl AsyncWrite for Transport {
             #[cfg(all(feature = "tls", feature = "client"))]
             Self::ClientTls(tls) => Pin::new(&mut **tls).poll_write(cx, buf),
             Self::Upgraded(io) => Pin::new(&mut **io).poll_write(cx, buf),
+            #[cfg(unix)]
+            Self::Looped(io) => Pin::new(io).poll_write(cx, buf),
         }
     }
 
@@ -126,6 +157,8 @@ impl AsyncWrite for Transport {
             #[cfg(all(feature = "tls", feature = "client"))]
             Self::ClientTls(tls) => Pin::new(&mut **tls).poll_write_vectored(cx, bufs),
             Self::Upgraded(io) => Pin::new(&mut **io).poll_write_vectored(cx, bufs),
+            #[cfg(unix)]
+            Self::Looped(io) => Pin::new(io).poll_write_vectored(cx, bufs),
         }
     }
 
@@ -137,6 +170,8 @@ impl AsyncWrite for Transport {
             #[cfg(all(feature = "tls", feature = "client"))]
             Self::ClientTls(tls) => tls.is_write_vectored(),
             Self::Upgraded(io) => io.is_write_vectored(),
+            #[cfg(unix)]
+            Self::Looped(io) => io.is_write_vectored(),
         }
     }
 
@@ -148,6 +183,8 @@ impl AsyncWrite for Transport {
             #[cfg(all(feature = "tls", feature = "client"))]
             Self::ClientTls(tls) => Pin::new(&mut **tls).poll_flush(cx),
             Self::Upgraded(io) => Pin::new(&mut **io).poll_flush(cx),
+            #[cfg(unix)]
+            Self::Looped(io) => Pin::new(io).poll_flush(cx),
         }
     }
 
@@ -160,6 +197,8 @@ impl AsyncWrite for Transport {
             #[cfg(all(feature = "tls", feature = "client"))]
             Self::ClientTls(tls) => Pin::new(&mut **tls).poll_shutdown(cx),
             Self::Upgraded(io) => Pin::new(&mut **io).poll_shutdown(cx),
+            #[cfg(unix)]
+            Self::Looped(io) => Pin::new(io).poll_shutdown(cx),
         }
     }
 }

@@ -35,10 +35,24 @@ impl<F: Future> Future for Turn<F> {
     }
 }
 
+/// Runs `f` as one turn: a socket loop's pass over its sockets, so what
+/// all of them publish in the pass is delivered together when it ends.
+/// The sockets' own turns inside it end nothing.
+pub(crate) fn run<R>(f: impl FnOnce() -> R) -> R {
+    let outer = wake::hold();
+    let _end = EndTurn { outer };
+    f()
+}
+
 struct EndTurn {
     /// A turn was already running (a nested poll): it ends the turn.
     outer: bool,
 }
+
+/// Held publishes past which a socket's turn inside a loop's pass
+/// delivers them, without waiting for the pass to end: subscribers start
+/// writing a large burst while the pass goes on reading.
+const PASS_HOLD: usize = 16 * 1024;
 
 impl Drop for EndTurn {
     fn drop(&mut self) {
@@ -46,6 +60,9 @@ impl Drop for EndTurn {
             hub::deliver_staged();
             wake::release();
             telemetry::flush();
+        } else if hub::staged_bytes() >= PASS_HOLD {
+            hub::deliver_staged();
+            wake::release_held();
         }
     }
 }

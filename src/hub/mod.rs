@@ -21,7 +21,7 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 
 pub use self::bridge::Bridge;
-pub(crate) use self::staging::{deliver_staged, stage};
+pub(crate) use self::staging::{deliver_staged, stage, staged_bytes};
 use self::topic::Joined;
 #[cfg(feature = "redis")]
 use self::topic::Publish;

@@ -16,7 +16,7 @@
 //! was held first, so every subscriber sees this thread's publishes and sends
 //! in the order they were made.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 
 use super::HubInner;
@@ -25,6 +25,13 @@ use crate::{Message, wake};
 
 thread_local! {
     static STAGED: RefCell<Vec<Run>> = const { RefCell::new(Vec::new()) };
+    /// The payload bytes held in `STAGED`.
+    static STAGED_BYTES: Cell<usize> = const { Cell::new(0) };
+}
+
+/// The payload bytes held on this thread, not yet delivered.
+pub(crate) fn staged_bytes() -> usize {
+    STAGED_BYTES.get()
 }
 
 /// Consecutive publishes by one socket to one topic.
@@ -65,6 +72,7 @@ pub(crate) fn stage(
         let Some(run) = staged.last_mut() else {
             return Err(msg);
         };
+        STAGED_BYTES.set(STAGED_BYTES.get() + msg.payload().len());
         run.publishes.push(Publish {
             message: msg,
             compress,
@@ -84,6 +92,7 @@ pub(crate) fn deliver_staged() {
     if runs.is_empty() {
         return;
     }
+    STAGED_BYTES.set(0);
     for run in runs.drain(..) {
         run.topic.publish_run(&run.publishes, run.exclude);
         if let Some(bridge) = &run.hub.bridge {
