@@ -93,9 +93,12 @@ impl LoopStream {
     }
 
     /// Runs a non-blocking `op` once the stream is `bit`-ready; a
-    /// `WouldBlock` clears the bit and waits for the loop's next event, and
-    /// a short transfer clears it too (edge-triggered: anything arriving
-    /// after it brings a new event), saving the syscall that would fail.
+    /// `WouldBlock` clears the bit and waits for the loop's next event.
+    /// A short read clears it too (edge-triggered: anything arriving after
+    /// it brings a new event), saving the syscall that would fail. A short
+    /// write does not: the peer drains the buffer meanwhile, and waiting
+    /// for the next event (a third of the buffer free) writes later and in
+    /// bigger pieces; tokio's `TcpStream` writes the same way.
     fn poll_io(
         &mut self,
         cx: &mut Context<'_>,
@@ -109,7 +112,7 @@ impl LoopStream {
             }
             match op(&mut self.io) {
                 Ok(n) => {
-                    if n > 0 && n < wanted {
+                    if bit == READABLE && n > 0 && n < wanted {
                         self.slot.clear(bit);
                     }
                     return Poll::Ready(Ok(n));
