@@ -55,35 +55,36 @@ pub(crate) fn hold() -> bool {
 
 /// Stops holding and makes every held wake-up (the turn ends).
 pub(crate) fn release() {
-    let mut wakers = HELD.with(|held| {
-        let mut held = held.borrow_mut();
-        held.active = false;
-        std::mem::take(&mut held.wakers)
-    });
-    for waker in wakers.drain(..) {
-        waker.wake();
-    }
-    // Keep the allocation for the next turn on this thread.
-    HELD.with(|held| {
-        if let Ok(mut held) = held.try_borrow_mut() {
-            if held.wakers.capacity() < wakers.capacity() {
-                held.wakers = wakers;
-            }
-        }
-    });
+    HELD.with(|held| held.borrow_mut().active = false);
+    wake_held();
 }
 
 /// Makes every wake-up held so far and goes on holding (a long turn
 /// delivers part of what it holds).
 pub(crate) fn release_held() {
-    let wakers = HELD.with(|held| {
+    wake_held();
+}
+
+/// Makes the wake-ups held now, keeping the list's allocation for the
+/// next turn on this thread.
+fn wake_held() {
+    let mut wakers = HELD.with(|held| {
         held.try_borrow_mut()
             .map(|mut held| std::mem::take(&mut held.wakers))
             .unwrap_or_default()
     });
-    for waker in wakers {
+    for waker in wakers.drain(..) {
         waker.wake();
     }
+    HELD.with(|held| {
+        if let Ok(mut held) = held.try_borrow_mut() {
+            // Still holding (`release_held`), a wake-up may have been held
+            // meanwhile: only an empty list gives way.
+            if held.wakers.is_empty() && held.wakers.capacity() < wakers.capacity() {
+                held.wakers = wakers;
+            }
+        }
+    });
 }
 
 /// Whether a turn holds this thread's wake-ups now.

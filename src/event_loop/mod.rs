@@ -88,8 +88,7 @@ impl Loop {
         if self.0.closed.load(Ordering::Acquire) {
             // The loop's task is gone (its runtime is shutting down): the
             // socket ends here, as a task spawned then would.
-            let gone = std::mem::take(&mut *lock(&self.0.joining));
-            drop(gone);
+            drop(self.0.take_joining());
             return;
         }
         self.0.waker.wake();
@@ -211,6 +210,12 @@ impl Shared {
         lock(&self.slots).insert(slot)
     }
 
+    /// The sockets handed over since the last look, out of the lock (they
+    /// are polled or dropped after it is let go).
+    fn take_joining(&self) -> Vec<SocketFuture> {
+        std::mem::take(&mut *lock(&self.joining))
+    }
+
     /// Forgets a key's slot (its stream is gone).
     fn release(&self, key: u32) {
         lock(&self.slots).remove(key);
@@ -291,8 +296,7 @@ impl Future for LoopTask {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
         this.shared.waker.register(cx.waker());
-        let joining = std::mem::take(&mut *lock(&this.shared.joining));
-        for socket in joining {
+        for socket in this.shared.take_joining() {
             this.sockets.push(AssertUnwindSafe(socket).catch_unwind());
         }
         this.shared.signalled.store(false, Ordering::Release);
@@ -382,8 +386,7 @@ impl Drop for LoopTask {
         // The sockets go first (each leaves its hub and its slot) while
         // the loop's epoll still exists.
         self.sockets.clear();
-        let joining = std::mem::take(&mut *lock(&self.shared.joining));
-        drop(joining);
+        drop(self.shared.take_joining());
     }
 }
 
