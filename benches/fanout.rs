@@ -227,9 +227,17 @@ async fn drive(addr: SocketAddr, options: &Options) -> Run {
         }
         for socket in &mut sockets {
             let mut got = 0;
+            let mut last = 0;
             while got < per_round {
                 let n = socket.read(&mut buf).await.expect("read");
-                assert!(n > 0, "the server closed the connection");
+                if n == 0 {
+                    panic!(
+                        "the server closed the connection after {got} of {per_round} bytes \
+                         of round {rounds}; its last bytes: {}",
+                        close_of(&buf[..last])
+                    );
+                }
+                last = n;
                 got += n;
             }
             assert_eq!(got, per_round, "every client receives the whole round");
@@ -246,6 +254,28 @@ async fn drive(addr: SocketAddr, options: &Options) -> Run {
         cpu_per_delivery: cpu / deliveries,
         server_load: cpu / elapsed,
     }
+}
+
+/// Describes the close frame that ends `tail` (the last bytes a client
+/// read before the server closed), if one does.
+fn close_of(tail: &[u8]) -> String {
+    for len in 0..=125usize {
+        let Some(start) = tail.len().checked_sub(len + 2) else {
+            break;
+        };
+        if tail[start] == 0x88 && usize::from(tail[start + 1]) == len {
+            let body = &tail[start + 2..];
+            return match body {
+                [high, low, reason @ ..] => format!(
+                    "a close frame, code {}, reason {:?}",
+                    u16::from_be_bytes([*high, *low]),
+                    String::from_utf8_lossy(reason)
+                ),
+                _ => "a close frame without a code".to_owned(),
+            };
+        }
+    }
+    format!("no close frame ({} bytes read last)", tail.len())
 }
 
 /// Opens a WebSocket by hand and waits for the server's "ready".

@@ -199,7 +199,8 @@ pub(super) struct Shared {
     waker: AtomicWaker,
     /// Wakes the loop through its epoll, from another loop.
     signal: mio::Waker,
-    /// `signal` was used since the loop last ran.
+    /// `signal` was used since the loop last looked at its epoll and
+    /// before its sockets' next pass (see `LoopTask::poll`).
     signalled: AtomicBool,
     /// The loop's task is gone.
     closed: AtomicBool,
@@ -299,8 +300,18 @@ impl Future for LoopTask {
         for socket in this.shared.take_joining() {
             this.sockets.push(AssertUnwindSafe(socket).catch_unwind());
         }
-        this.shared.signalled.store(false, Ordering::Release);
         this.look(cx);
+        // Let other loops signal again only now, after the look and before
+        // the sockets run. Cleared before the look, a signal sent between
+        // the clearing and the look would be taken by it and leave the flag
+        // set, and every later wake-up from another loop would be skipped:
+        // the loop would sleep with woken sockets. Cleared here, a wake-up
+        // that finds the flag set was queued before this point, and the
+        // sockets' pass below sees it; one that finds it clear signals, and
+        // the look after this pass finds the signal. A swap, not a store: it
+        // reads the wake-up's own swap, so what that wake-up queued is
+        // visible to the pass.
+        this.shared.signalled.swap(false, Ordering::AcqRel);
         let outer = CURRENT.replace(Arc::as_ptr(&this.shared) as usize);
         let mut sockets_cx = Context::from_waker(&this.sockets_waker);
         // One turn for the whole pass: what its sockets publish is delivered
@@ -396,7 +407,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicU64, AtomicUsize};
 
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     use tokio::net::{TcpListener, TcpStream};
@@ -526,5 +537,79 @@ mod tests {
             let (stream, _client) = pair().await;
             assert!(!Arc::ptr_eq(&stream.home().0, &home.0), "a new loop");
         });
+    }
+
+    /// Eight loops on two threads hand tokens to one another as fast as
+    /// they can: each pass wakes the receiving socket and its loop from the
+    /// passing loop's thread (the path of a publish reaching sockets on
+    /// other loops), while the receiving loop may be running. A wake-up
+    /// lost between loops leaves a token with a socket that never runs
+    /// again, and the passing stops.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn wake_ups_from_other_loops_are_never_lost() {
+        const LOOPS: usize = 8;
+        const TOKENS: u64 = 8;
+        const PASSES: u64 = 300_000;
+
+        /// A socket's tokens, and how to wake it and its loop.
+        struct Mailbox {
+            tokens: AtomicU64,
+            socket: AtomicWaker,
+            home: Waker,
+        }
+        impl Mailbox {
+            fn give(&self, tokens: u64) {
+                self.tokens.fetch_add(tokens, Ordering::AcqRel);
+                self.socket.wake();
+                // The loop's own waker, as a socket woken there calls it.
+                self.home.wake_by_ref();
+            }
+        }
+        let handle = Handle::current();
+        let homes: Vec<Loop> = (0..LOOPS).map(|_| Loop(start(&handle).unwrap())).collect();
+        let boxes: Vec<Arc<Mailbox>> = homes
+            .iter()
+            .map(|home| {
+                Arc::new(Mailbox {
+                    tokens: AtomicU64::new(0),
+                    socket: AtomicWaker::new(),
+                    home: Waker::from(Arc::clone(&home.0)),
+                })
+            })
+            .collect();
+        let passes = Arc::new(AtomicU64::new(0));
+        for (i, home) in homes.iter().enumerate() {
+            let me = Arc::clone(&boxes[i]);
+            let next = Arc::clone(&boxes[(i + 1) % LOOPS]);
+            let other = Arc::clone(&boxes[(i + 3) % LOOPS]);
+            let passes = Arc::clone(&passes);
+            home.spawn(Box::pin(std::future::poll_fn(move |cx| {
+                me.socket.register(cx.waker());
+                let tokens = me.tokens.swap(0, Ordering::AcqRel);
+                if tokens > 0 {
+                    passes.fetch_add(1, Ordering::Relaxed);
+                    let half = tokens / 2;
+                    if half > 0 {
+                        other.give(half);
+                    }
+                    next.give(tokens - half);
+                }
+                Poll::<()>::Pending
+            })));
+        }
+        boxes[0].give(TOKENS);
+        let mut last = 0;
+        let mut still = 0;
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let now = passes.load(Ordering::Relaxed);
+            if now >= PASSES {
+                break;
+            }
+            still = if now == last { still + 1 } else { 0 };
+            // Five seconds without a pass: a loop sleeps with a woken socket.
+            assert!(still < 50, "the tokens stopped after {now} passes");
+            last = now;
+        }
     }
 }
