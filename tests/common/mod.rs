@@ -481,6 +481,11 @@ impl RawWs {
             .unwrap();
     }
 
+    /// Bytes read from the server and not yet taken.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
     /// Reads and drops whatever the server sent so far, without waiting.
     pub fn drain_available(&mut self) {
         let mut buf = [0u8; 16 * 1024];
