@@ -134,11 +134,11 @@ commands:
   selftest        checks the client's frame counting on split frames
 
 servers:
-  wshub           wshub behind axum::serve on a multi-thread runtime (one worker per core);
+  wshub           wshub behind wshub::serve on a multi-thread runtime (one worker per core);
                   a client with `?room=ROOM` is in that room (the wshub servers only)
   wshub-ct        the same on a current-thread runtime
-  wshub-hyper     the same app served by hyper's HTTP/1 connection instead of axum::serve,
-                  so wshub's driver gets the TcpStream back (TCP_NODELAY, direct reads)
+  wshub-hyper     the same app served by hyper's HTTP/1 connection directly instead of
+                  wshub::serve (the driver gets the TcpStream back either way)
   wshub-h2        the wshub server, its clients over HTTP/2 (h2c, RFC 8441): each client
                   its own HTTP/2 connection, its socket an extended CONNECT stream
   axum            axum's extract::ws + tokio broadcast, as axum's examples/chat
