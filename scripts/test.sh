@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: unit, integration and doc tests, then the Autobahn
+# The whole test suite: unit, integration and doc tests (the integration
+# tests twice: behind `axum::serve` and `wshub::serve`), then the Autobahn
 # conformance run when ../shared/tools/autobahn is present.
 #
 # What some tests need is installed first if missing, one line each, with
@@ -63,5 +64,12 @@ export WSHUB_NODE_MODULES=$node_modules
 # --workspace: also the tools' own tests (tools/chat-room, tools/testkit).
 # --all-features: the `tls`, `http2`, `client`, `redis` and `metrics`
 # features' tests too.
-cargo test --workspace --all-features
+# Built first, then run under a bound: a test that hangs fails the run
+# with its name printed, well before a CI job's own limit.
+cargo test --workspace --all-features --no-run
+timeout --kill-after=30s 30m cargo test --workspace --all-features
+# The crate's integration tests again with their servers on `wshub::serve`
+# (tests/common's `serve`): its sockets run on socket loops, where
+# `axum::serve`'s keep a task each, and both must behave alike.
+WSHUB_TEST_SERVE=wshub timeout --kill-after=30s 20m cargo test --all-features --tests -q
 scripts/autobahn.sh

@@ -17,6 +17,21 @@ use super::Shared;
 /// Readiness bits of a slot.
 pub(super) const READABLE: u8 = 1;
 pub(super) const WRITABLE: u8 = 2;
+/// The peer closed its side, or the stream failed: reads find the end or
+/// the error at once, however often a read clears `READABLE`.
+pub(super) const READ_CLOSED: u8 = 4;
+/// The stream can no longer be written: writes find the error at once.
+pub(super) const WRITE_CLOSED: u8 = 8;
+
+/// The bits that let `bit` (`READABLE` or `WRITABLE`) go ahead: its own,
+/// and the closed state of its direction, which nothing clears.
+fn passing(bit: u8) -> u8 {
+    if bit == READABLE {
+        READABLE | READ_CLOSED
+    } else {
+        WRITABLE | WRITE_CLOSED
+    }
+}
 
 /// What the loop knows of one stream: whether it may be read or written
 /// without blocking, and the socket's waker to call when that changes.
@@ -46,20 +61,23 @@ impl IoSlot {
         self.waker.take()
     }
 
-    /// Whether `bit` is ready; if not, `cx` is woken when it becomes so.
+    /// Whether `bit` is ready (or its direction closed); if not, `cx` is
+    /// woken when it becomes so.
     fn poll_ready(&self, cx: &mut Context<'_>, bit: u8) -> Poll<()> {
-        if self.ready.load(Ordering::Acquire) & bit != 0 {
+        let passing = passing(bit);
+        if self.ready.load(Ordering::Acquire) & passing != 0 {
             return Poll::Ready(());
         }
         self.waker.register(cx.waker());
-        if self.ready.load(Ordering::Acquire) & bit != 0 {
+        if self.ready.load(Ordering::Acquire) & passing != 0 {
             return Poll::Ready(());
         }
         Poll::Pending
     }
 
-    fn clear(&self, bit: u8) {
-        self.ready.fetch_and(!bit, Ordering::AcqRel);
+    /// Clears `bits`.
+    fn clear(&self, bits: u8) {
+        self.ready.fetch_and(!bits, Ordering::AcqRel);
     }
 }
 
@@ -92,10 +110,11 @@ impl LoopStream {
         super::Loop(Arc::clone(&self.home))
     }
 
-    /// Runs a non-blocking `op` once the stream is `bit`-ready; a
-    /// `WouldBlock` clears the bit and waits for the loop's next event.
-    /// A short read clears it too (edge-triggered: anything arriving after
-    /// it brings a new event), saving the syscall that would fail. A short
+    /// Runs a non-blocking `op` once the stream is `bit`-ready or its
+    /// direction closed; a `WouldBlock` clears both and waits for the
+    /// loop's next event. A short read clears `READABLE` too
+    /// (edge-triggered: anything arriving after it brings a new event),
+    /// saving the syscall that would fail, but not `READ_CLOSED`. A short
     /// write does not: the peer drains the buffer meanwhile, and waiting
     /// for the next event (a third of the buffer free) writes later and in
     /// bigger pieces; tokio's `TcpStream` writes the same way.
@@ -113,11 +132,21 @@ impl LoopStream {
             match op(&mut self.io) {
                 Ok(n) => {
                     if bit == READABLE && n > 0 && n < wanted {
-                        self.slot.clear(bit);
+                        // Only `READABLE`: the event that told of the
+                        // peer's FIN may have been taken by a look before
+                        // this read, which stopped at the end without
+                        // reading it, and no event comes after it (tokio
+                        // keeps its closed readiness for the same reason).
+                        self.slot.clear(READABLE);
                     }
                     return Poll::Ready(Ok(n));
                 }
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => self.slot.clear(bit),
+                // A stream that would block is not closed: its closed bit,
+                // if set, came from a stale event and goes too (else every
+                // poll would try again at once).
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    self.slot.clear(passing(bit));
+                }
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) => return Poll::Ready(Err(error)),
             }

@@ -56,10 +56,17 @@ pub async fn wait<F: Future>(what: &str, fut: F) -> F::Output {
 // Servers
 // ---------------------------------------------------------------------------
 
-/// Serves `app` on 127.0.0.1 (with connect info) in a spawned task.
+/// Serves `app` on 127.0.0.1 (with connect info) in a spawned task, with
+/// `axum::serve`: its sockets keep a task each, over hyper's `Upgraded`.
+/// With `WSHUB_TEST_SERVE=wshub`, with `wshub::serve` instead: its sockets
+/// run on socket loops (`scripts/test.sh` runs the tests both ways).
 pub async fn serve(app: Router) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    if std::env::var_os("WSHUB_TEST_SERVE").is_some_and(|v| v == "wshub") {
+        tokio::spawn(async move { wshub::serve(listener, app).await.unwrap() });
+        return addr;
+    }
     tokio::spawn(async move {
         axum::serve(
             listener,
