@@ -278,16 +278,19 @@ async fn concurrent_publishes_with_racing_subscriptions_lose_nothing() {
         }
         let start = Arc::new(Barrier::new(PUBLISHERS + 1));
         let (step_tx, step) = watch::channel(0);
+        // How many steps each publisher has done its share of.
         let (done_tx, done) = watch::channel([0; PUBLISHERS]);
         let churn = tokio::spawn({
             let start = Arc::clone(&start);
             let mut done = done.clone();
             async move {
                 start.wait().await;
+                // Step 0's messages go out before the first churner joins.
+                done.wait_for(|d| d.iter().all(|&p| p >= 1)).await.unwrap();
                 // Announces step `s` and waits for every publisher's share of it.
                 let mut advance = async |s: usize| {
                     step_tx.send_replace(s);
-                    done.wait_for(|d| d.iter().all(|&p| p >= s)).await.unwrap();
+                    done.wait_for(|d| d.iter().all(|&p| p > s)).await.unwrap();
                 };
                 for cycle in 0..CYCLES {
                     let mut next = [0; PUBLISHERS];
@@ -321,7 +324,7 @@ async fn concurrent_publishes_with_racing_subscriptions_lose_nothing() {
                             i += 1;
                             tokio::task::yield_now().await;
                         }
-                        done_tx.send_modify(|d| d[p] = s);
+                        done_tx.send_modify(|d| d[p] = s + 1);
                     }
                     assert_eq!(i, MESSAGES, "publisher {p} sent all its messages");
                     steps
