@@ -32,18 +32,10 @@ use wshub::{Config, Handler, Hub, Message, SendStatus, WebSocket, WebSocketLayer
 /// A socket over one HTTP/2 stream.
 type H2Socket = WebSocketStream<TokioIo<Upgraded>>;
 
-/// Serves `app` with `wshub::serve` (HTTP/1.1 and h2c) on 127.0.0.1.
-async fn serve_both(app: Router) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { wshub::serve(listener, app).await.unwrap() });
-    addr
-}
-
 /// An echoing [`Probe`] on `/` behind `wshub::serve`, with `config`.
 async fn probe(config: Config) -> (SocketAddr, Events) {
     let (app, events) = probe_app(config);
-    (serve_both(app).await, events)
+    (serve_wshub(app).await, events)
 }
 
 /// An HTTP/2 connection (prior knowledge) whose server has said, in its
@@ -196,7 +188,7 @@ async fn one_hub_for_sockets_over_both_versions() {
         let layer = WebSocketLayer::new(Room).config(Config::default().publish_to_self(true));
         let hub = layer.hub();
         let app = Router::new().route("/", any(accept)).layer(layer);
-        let addr = serve_both(app).await;
+        let addr = serve_wshub(app).await;
         let mut send = h2c(addr).await;
         let (mut h2, headers) = open(&mut send, &[("sec-websocket-protocol", "chat")]).await;
         // The route accepted without choosing a protocol: none is named.

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::routing::get;
 use common::{BINARY, FIN, RawWs, masked};
-use tokio::net::TcpListener;
 use wshub::{Config, Handler, Message, Upgrade, WebSocket, WebSocketLayer};
 
 const WORKERS: usize = 8;
@@ -51,12 +50,7 @@ fn a_hot_room_on_eight_loops_never_stalls() {
         .route("/", get(|up: Upgrade<()>| async move { up.accept(()) }))
         .layer(layer);
     // wshub's own server: its plain TCP sockets run on socket loops.
-    let addr = server.block_on(async {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { wshub::serve(listener, app).await });
-        addr
-    });
+    let addr = server.block_on(common::serve_wshub(app));
     let clients = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

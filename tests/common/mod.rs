@@ -61,12 +61,11 @@ pub async fn wait<F: Future>(what: &str, fut: F) -> F::Output {
 /// With `WSHUB_TEST_SERVE=wshub`, with `wshub::serve` instead: its sockets
 /// run on socket loops (`scripts/test.sh` runs the tests both ways).
 pub async fn serve(app: Router) -> SocketAddr {
+    if std::env::var_os("WSHUB_TEST_SERVE").is_some_and(|v| v == "wshub") {
+        return serve_wshub(app).await;
+    }
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    if std::env::var_os("WSHUB_TEST_SERVE").is_some_and(|v| v == "wshub") {
-        tokio::spawn(async move { wshub::serve(listener, app).await.unwrap() });
-        return addr;
-    }
     tokio::spawn(async move {
         axum::serve(
             listener,
@@ -75,6 +74,16 @@ pub async fn serve(app: Router) -> SocketAddr {
         .await
         .unwrap();
     });
+    addr
+}
+
+/// Serves `app` with `wshub::serve` on 127.0.0.1 in a spawned task: its
+/// plain TCP sockets run on socket loops, and h2c clients are served too
+/// (with the `http2` feature).
+pub async fn serve_wshub(app: Router) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { wshub::serve(listener, app).await.unwrap() });
     addr
 }
 
