@@ -9,7 +9,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
-use testkit::proc::{CpuMeter, CpuUse};
+use testkit::proc::{CpuMeter, CpuUse, context_switches};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::sync::Notify;
 
@@ -241,6 +241,7 @@ async fn run(opts: &Opts) -> Result<Value, String> {
     };
     let client_cpu = CpuMeter::start(std::process::id());
     let server_cpu = opts.server_pid.and_then(CpuMeter::start);
+    let server_switches = opts.server_pid.and_then(context_switches);
     let start = Instant::now();
     let samples = Rc::new(RefCell::new(Vec::new()));
     let ticker = tokio::task::spawn_local(tick(Rc::clone(&shared), Rc::clone(&samples), start));
@@ -275,6 +276,11 @@ async fn run(opts: &Opts) -> Result<Value, String> {
     ticker.abort();
     let client_cpu = client_cpu.and_then(|c| c.read()).unwrap_or_default();
     let server_cpu = server_cpu.and_then(|c| c.read()).unwrap_or_default();
+    // Per second of the run: how often the server's threads blocked or were
+    // preempted (each cross-thread wake-up of an idle one is a switch).
+    let server_switches = opts.server_pid.and_then(|pid| {
+        Some((context_switches(pid)? - server_switches?) as f64 / elapsed.max(1e-9))
+    });
     let received = shared.received.get() - per_hello;
     let (stalled, closed, lost) = match &failure {
         None => (None, false, 0),
@@ -322,6 +328,7 @@ async fn run(opts: &Opts) -> Result<Value, String> {
         "first_verify_failure": shared.first_failure.borrow().clone(),
         "client_cpu": cpu_json(client_cpu),
         "server_cpu": cpu_json(server_cpu),
+        "server_switches_per_s": server_switches,
         "late_ms": late.as_millis() as u64,
         "tls": tls_agreed,
     }))

@@ -214,6 +214,9 @@ struct Run {
     rooms: Vec<f64>,
     /// The server's CPU use (user, system), the mean of the rooms' readings.
     server_cpu: (f64, f64),
+    /// The server's context switches per second, the mean of the rooms'
+    /// readings.
+    server_switches: f64,
     /// Each client process's CPU use, the mean over the rooms.
     client_cpu: f64,
     stalls: usize,
@@ -251,6 +254,11 @@ impl Run {
                 mean_of("server_cpu", "user"),
                 mean_of("server_cpu", "system"),
             ),
+            server_switches: reports
+                .iter()
+                .map(|r| f(&r["server_switches_per_s"]))
+                .sum::<f64>()
+                / reports.len().max(1) as f64,
             client_cpu: mean_of("client_cpu", "user") + mean_of("client_cpu", "system"),
             stalls: reports
                 .iter()
@@ -272,11 +280,16 @@ impl Run {
         (user + system) / 100.0 * 1e9 / self.mean.max(1.0)
     }
 
+    /// The server's context switches per 1,000 messages received.
+    fn switches_per_kilo_message(&self) -> f64 {
+        self.server_switches * 1e3 / self.mean.max(1.0)
+    }
+
     fn summary(&self) -> String {
         let rooms: Vec<String> = self.rooms.iter().map(|&r| si(r)).collect();
         let (user, system) = self.server_cpu;
         let mut out = format!(
-            "{}/s (mean {}/s; rooms {}), server cpu {:.0}% ({:.0}u+{:.0}s), {:.0} ns/msg, client cpu {:.0}% each",
+            "{}/s (mean {}/s; rooms {}), server cpu {:.0}% ({:.0}u+{:.0}s), {:.0} ns/msg, {:.2} switches/1k msgs, client cpu {:.0}% each",
             si(self.total),
             si(self.mean),
             rooms.join(" "),
@@ -284,6 +297,7 @@ impl Run {
             user,
             system,
             self.cpu_per_message(),
+            self.switches_per_kilo_message(),
             self.client_cpu,
         );
         if self.stalls + self.closes > 0 {
@@ -331,14 +345,15 @@ fn print_table(
     println!();
     println!(
         "| server | T | server cores | N per room | M | msgs/s | runs (min–max) | per room (min–max) | \
-         server CPU (user+sys) | server CPU per msg | client CPU (each) | stalled/closed |"
+         server CPU (user+sys) | server CPU per msg | server switches per 1k msgs | client CPU (each) | \
+         stalled/closed |"
     );
-    println!("|---|---:|---|---:|---:|---:|---|---|---|---:|---:|---|");
+    println!("|---|---:|---|---:|---:|---:|---|---|---|---:|---:|---:|---|");
     for ((kind, t, n, m), cell) in cells {
         let cores = core_list(cores_for(&common.server_cores, *t));
         if cell.runs.is_empty() {
             println!(
-                "| {kind} | {t} | {cores} | {n} | {m} | failed | {} | | | | | |",
+                "| {kind} | {t} | {cores} | {n} | {m} | failed | {} | | | | | | |",
                 cell.errors.join("; ")
             );
             continue;
@@ -356,7 +371,7 @@ fn print_table(
             failures += &format!(", {} failed", cell.errors.len());
         }
         println!(
-            "| {kind} | {t} | {cores} | {n} | {m} | {} | {} | {} | {:.0}% ({:.0}+{:.0}) | {:.0} ns | {:.0}% | {failures} |",
+            "| {kind} | {t} | {cores} | {n} | {m} | {} | {} | {} | {:.0}% ({:.0}+{:.0}) | {:.0} ns | {:.2} | {:.0}% | {failures} |",
             si(cell.median_of(|r| r.total)),
             range(&mut cell.runs.iter().map(|r| r.total)),
             range(&mut cell.runs.iter().flat_map(|r| r.rooms.iter().copied())),
@@ -364,6 +379,7 @@ fn print_table(
             user,
             system,
             cell.median_of(Run::cpu_per_message),
+            cell.median_of(Run::switches_per_kilo_message),
             cell.median_of(|r| r.client_cpu),
         );
     }
@@ -372,7 +388,10 @@ fn print_table(
         "msgs/s: the rooms' rates added second by second (their seconds are the same: every room \
          starts measuring at one shared time). server CPU: % of one core over the run, from \
          /proc/<pid>/stat, the mean of the rooms' readings; per msg: that CPU time divided by the \
-         messages all rooms received (mean rate). client CPU: % of its core, the mean over rooms."
+         messages all rooms received (mean rate). server switches: the context switches of all \
+         the server's threads (/proc/<pid>/task/*/status, voluntary and involuntary: a thread that \
+         parks and is woken by another counts one) per 1,000 messages received, the mean of the \
+         rooms' readings. client CPU: % of its core, the mean over rooms."
     );
 }
 

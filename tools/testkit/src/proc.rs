@@ -71,6 +71,32 @@ pub fn cpu_time(pid: u32) -> Option<CpuTime> {
     })
 }
 
+/// Context switches of a whole process so far: each thread's voluntary
+/// ones (it blocked: parked, waited in `epoll_wait`) and involuntary ones
+/// (the kernel preempted it), added over `/proc/<pid>/task/*/status`.
+/// Threads that ended are not counted.
+pub fn context_switches(pid: u32) -> Option<u64> {
+    let mut total = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+    {
+        let Ok(status) = std::fs::read_to_string(task.path().join("status")) else {
+            // The thread ended since the listing.
+            continue;
+        };
+        for line in status.lines() {
+            let count = line
+                .strip_prefix("voluntary_ctxt_switches:")
+                .or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:"));
+            if let Some(count) = count.and_then(|c| c.trim().parse::<u64>().ok()) {
+                total += count;
+            }
+        }
+    }
+    Some(total)
+}
+
 /// Nanoseconds the calling thread has run on a CPU so far, user and kernel
 /// together (`/proc/thread-self/schedstat`, first field): precise where the
 /// clock ticks of `stat` are 10 ms.
@@ -172,5 +198,12 @@ mod tests {
             std::hint::black_box(spin.elapsed());
         }
         assert!(meter.read().unwrap().total() >= 0.0);
+        let before = context_switches(pid).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        assert!(
+            context_switches(pid).unwrap() > before,
+            "a sleep blocks the thread: one voluntary switch at least"
+        );
+        assert!(context_switches(u32::MAX).is_none());
     }
 }
