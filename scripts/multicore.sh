@@ -7,7 +7,9 @@
 #
 # What it runs (server on cores 0-7, clients on 8-15, as the table):
 #   1. 8 rooms, each driven by its own client process on its own core,
-#      server on T = 1, 2, 4, 8 worker threads;
+#      server on T = 1, 2, 4, 8 worker threads, its sockets dealt to the
+#      socket loops in turn (wshub) and kept together by room
+#      (wshub+colocate: `Upgrade::colocate`);
 #   2. one hot room (its client on core 8): 16 and 32 clients, 50- and
 #      1,600-message batches, at T = 1 and 8;
 #   3. axum's chat (extract::ws + broadcast, flushed once per wake-up; a
@@ -15,7 +17,7 @@
 #      wshub sets it) in the same hot room at T = 1 and 8, 50-message
 #      batches.
 # Each table goes to OUT_DIR (default: the current directory) and to stdout.
-# About 5 minutes with the defaults.
+# About 7 minutes with the defaults.
 #
 # Smaller machines can try it with other cores (a smoke test, not the
 # issue's figures), e.g. on 2 cores:
@@ -46,7 +48,8 @@ max_threads=${THREADS##*,}
 first_server=${SERVER_CORES%%[-,]*}
 
 echo "== 1. eight rooms, T = $THREADS" | tee "$OUT/rooms.txt"
-"$BIN" multicore --rooms 8 --threads "$THREADS" --server-cores "$SERVER_CORES" \
+"$BIN" multicore --servers wshub,wshub+colocate --rooms 8 --threads "$THREADS" \
+    --server-cores "$SERVER_CORES" \
     --client-cores "$CLIENT_CORES" --clients 16 --messages 50 --reps "$REPS" \
     --seconds "$SECONDS_EACH" 2>&1 | grep -v '^\[' | tee -a "$OUT/rooms.txt"
 

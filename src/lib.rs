@@ -103,8 +103,9 @@
 //!   thread the same way). The upgraded stream leaves tokio's reactor for
 //!   its loop's epoll, and an idle socket costs neither a task nor a
 //!   registration (about 0.95 KiB of memory, against 1.37 KiB with both).
-//!   Sockets are dealt to the loops in turn; tokio moves whole loops
-//!   between threads. A handler that blocks its thread (a long
+//!   Sockets are dealt to the loops in turn, or kept together by a key
+//!   ([`Upgrade::colocate`], say a room's name: its publishes then stay on
+//!   one thread); tokio moves whole loops between threads. A handler that blocks its thread (a long
 //!   computation, a blocking call) holds up the other sockets of its loop,
 //!   as it would the other tasks of its thread: give such work to
 //!   `tokio::task::spawn_blocking`. A handler that awaits holds up nothing.

@@ -2,6 +2,7 @@
 //! with typed data, or answers with any other response.
 
 use std::any::{Any, TypeId};
+use std::hash::{Hash, Hasher as _};
 use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -40,6 +41,8 @@ pub(crate) struct AcceptedConn {
     /// Over an HTTP/2 stream (RFC 8441) rather than an upgraded HTTP/1.1
     /// connection.
     pub(crate) http2: bool,
+    /// The socket's colocation group (see [`Upgrade::colocate`]), hashed.
+    pub(crate) colocate: Option<u64>,
 }
 
 impl Accepted {
@@ -116,6 +119,7 @@ pub struct Upgrade<T = ()> {
     remote_addr: Option<SocketAddr>,
     deflate: Option<(Negotiated, HeaderValue)>,
     path: Box<str>,
+    colocate: Option<u64>,
     _data: PhantomData<fn(T)>,
 }
 
@@ -203,6 +207,7 @@ impl<T: Send + Sync + 'static> Upgrade<T> {
                 mark.compression,
             ),
             path: path.into(),
+            colocate: None,
             _data: PhantomData,
         })
     }
@@ -255,6 +260,62 @@ impl<T: Send + Sync + 'static> Upgrade<T> {
         self
     }
 
+    /// Runs the socket beside the other open sockets colocated under an
+    /// equal `key`, such as a chat room's name: on the same socket loop,
+    /// and so on one thread at a time.
+    ///
+    /// [`serve`](crate::serve) runs its sockets many to a socket loop, one
+    /// loop per worker thread of the runtime, and spreads them over the
+    /// loops in turn. A publish that reaches sockets on several loops hands
+    /// each of those loops a batch and wakes it: threads hand work to one
+    /// another for every burst. Sockets that mostly publish to one another
+    /// (a room) save that when they share a loop: their publishes are
+    /// delivered on the thread that made them. Sockets of different keys
+    /// still spread over the loops, so many rooms still use every thread.
+    ///
+    /// The first socket of a key goes to the loop with the fewest keys (of
+    /// those, the fewest sockets); the next ones follow it as long as one
+    /// of them is open. Each socket's place is chosen once, when it opens:
+    /// a socket that later joins other topics stays where it is (its
+    /// publishes reach them as any publish does). What it costs: all of a
+    /// key's sockets share one thread, so one very large, very busy room is
+    /// written by one thread instead of several; leave such a room spread.
+    ///
+    /// Sockets that run a task each (behind `axum::serve`, over TLS or
+    /// HTTP/2) have no loop: there the key changes nothing.
+    ///
+    /// ```
+    /// use axum::{Router, http::Uri, response::Response, routing::any};
+    /// use wshub::{Handler, Upgrade, WebSocket, WebSocketLayer};
+    ///
+    /// struct Chat;
+    /// impl Handler for Chat {
+    ///     type Data = String; // the room
+    ///     async fn open(&self, ws: &WebSocket<String>) {
+    ///         ws.subscribe(ws.data());
+    ///     }
+    /// }
+    ///
+    /// // `/ws?room=NAME`: each room's sockets on one socket loop.
+    /// async fn join(up: Upgrade<String>, uri: Uri) -> Response {
+    ///     let room = uri.query().and_then(|q| q.strip_prefix("room="));
+    ///     let room = room.unwrap_or("lobby").to_owned();
+    ///     up.colocate(&room).accept(room)
+    /// }
+    ///
+    /// let _app: Router = Router::new()
+    ///     .route("/ws", any(join))
+    ///     .layer(WebSocketLayer::new(Chat));
+    /// ```
+    pub fn colocate<K: Hash + ?Sized>(mut self, key: &K) -> Self {
+        // A fixed hasher: equal keys give equal groups in every thread. Two
+        // keys that collide share a loop, nothing more.
+        let mut hasher = std::hash::DefaultHasher::new();
+        key.hash(&mut hasher);
+        self.colocate = Some(hasher.finish());
+        self
+    }
+
     /// Accepts the upgrade: the response that opens the socket with `data`,
     /// `101 Switching Protocols` over HTTP/1.1, `200` over HTTP/2.
     pub fn accept(self, data: T) -> Response {
@@ -299,6 +360,7 @@ impl<T: Send + Sync + 'static> Upgrade<T> {
             deflate,
             path: self.path,
             http2: self.key.is_none(),
+            colocate: self.colocate,
         };
         response
             .extensions_mut()

@@ -64,6 +64,7 @@ pub(crate) fn spawn<H: Handler>(
         deflate,
         path,
         http2,
+        colocate,
         ..
     } = conn;
     let Ok(data) = data.downcast::<H::Data>() else {
@@ -91,7 +92,7 @@ pub(crate) fn spawn<H: Handler>(
         } = Transport::from_upgraded(upgraded);
         // A plain TCP stream leaves tokio's reactor for a socket loop.
         #[cfg(unix)]
-        let transport = match transport.into_loop() {
+        let transport = match transport.into_loop(colocate) {
             Ok(transport) => transport,
             Err(error) => {
                 tracing::debug!(%error, "cannot move the connection to a socket loop");

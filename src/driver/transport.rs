@@ -86,12 +86,13 @@ impl Transport {
 }
 
 impl Transport {
-    /// Moves a plain TCP stream to a socket loop of the current runtime;
-    /// leaves other streams as they are.
+    /// Moves a plain TCP stream to a socket loop of the current runtime
+    /// (`group`'s, see `Upgrade::colocate`); leaves other streams as they
+    /// are.
     #[cfg(unix)]
-    pub(crate) fn into_loop(self) -> io::Result<Self> {
+    pub(crate) fn into_loop(self, group: Option<u64>) -> io::Result<Self> {
         match self {
-            Self::Tcp(tcp) => Ok(Self::Looped(event_loop::adopt(tcp)?)),
+            Self::Tcp(tcp) => Ok(Self::Looped(event_loop::adopt(tcp, group)?)),
             other => Ok(other),
         }
     }

@@ -17,7 +17,10 @@
 //!
 //! What it does to threads: sockets are spread over the loops in turn, a
 //! loop runs its sockets one after another, and tokio moves whole loops
-//! between worker threads, not single sockets. A publish that reaches
+//! between worker threads, not single sockets. Sockets colocated under one
+//! key ([`Upgrade::colocate`](crate::Upgrade::colocate)) go to one loop
+//! instead, while any of them is open; a new key goes to the loop with the
+//! fewest keys. A publish that reaches
 //! subscribers in several loops wakes each loop once, however many of its
 //! sockets it reached. A loop wakes another through that loop's epoll (an
 //! eventfd), not through tokio's waker: tokio runs a task woken from a
@@ -33,6 +36,7 @@
 mod stream;
 
 use std::cell::Cell;
+use std::collections::HashMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
@@ -95,14 +99,16 @@ impl Loop {
     }
 }
 
-/// Moves `tcp` from tokio's reactor to a loop of the current runtime.
-/// Must be called inside a runtime.
-pub(crate) fn adopt(tcp: tokio::net::TcpStream) -> std::io::Result<LoopStream> {
-    let home = pick()?;
+/// Moves `tcp` from tokio's reactor to a loop of the current runtime: the
+/// loop of the open sockets of `group`, if it has some (see
+/// [`Upgrade::colocate`](crate::Upgrade::colocate)). Must be called inside
+/// a runtime.
+pub(crate) fn adopt(tcp: tokio::net::TcpStream, group: Option<u64>) -> std::io::Result<LoopStream> {
+    let home = pick(group)?;
     let std = tcp.into_std()?;
     let mut io = mio::net::TcpStream::from_std(std);
     let slot = Arc::new(IoSlot::new());
-    let key = home.insert(Arc::clone(&slot));
+    let key = home.insert(Arc::clone(&slot), group);
     let interest = Interest::READABLE | Interest::WRITABLE;
     if let Err(error) = home
         .registry
@@ -114,9 +120,16 @@ pub(crate) fn adopt(tcp: tokio::net::TcpStream) -> std::io::Result<LoopStream> {
     Ok(LoopStream::new(io, slot, key, home))
 }
 
-/// The next loop of the current runtime, in turn; made if the runtime has
-/// fewer than one per worker thread.
-fn pick() -> std::io::Result<Arc<Shared>> {
+/// A loop of the current runtime for a new socket: the loop of `group`'s
+/// open sockets if it has some; else a new loop if the runtime has fewer
+/// than one per worker thread; else, for a new group, the loop with the
+/// fewest groups (of those, the fewest sockets), and for a socket in no
+/// group the next loop in turn.
+///
+/// Groups before sockets: the first sockets of rooms that open together
+/// find socket counts that are still changing, and would pile up on one
+/// loop; counted by groups, the rooms spread evenly.
+fn pick(group: Option<u64>) -> std::io::Result<Arc<Shared>> {
     let handle = Handle::try_current().map_err(std::io::Error::other)?;
     let runtime = handle.id();
     let mut all = lock(&LOOPS);
@@ -139,11 +152,21 @@ fn pick() -> std::io::Result<Arc<Shared>> {
         }
     };
     let entry = &mut all[index];
+    if let Some(group) = group {
+        if let Some(home) = entry.loops.iter().find(|l| l.hosts(group)) {
+            return Ok(Arc::clone(home));
+        }
+    }
     let workers = handle.metrics().num_workers().max(1);
     if entry.loops.len() < workers {
         let shared = start(&handle)?;
         entry.loops.push(Arc::clone(&shared));
         return Ok(shared);
+    }
+    if group.is_some() {
+        if let Some(least) = entry.loops.iter().min_by_key(|l| l.load()) {
+            return Ok(Arc::clone(least));
+        }
     }
     entry.next = entry.next.wrapping_add(1);
     Ok(Arc::clone(&entry.loops[entry.next % entry.loops.len()]))
@@ -207,8 +230,27 @@ pub(super) struct Shared {
 }
 
 impl Shared {
-    fn insert(&self, slot: Arc<IoSlot>) -> u32 {
-        lock(&self.slots).insert(slot)
+    fn insert(&self, slot: Arc<IoSlot>, group: Option<u64>) -> u32 {
+        lock(&self.slots).insert(slot, group)
+    }
+
+    /// Whether some open socket of `group` runs on this loop.
+    fn hosts(&self, group: u64) -> bool {
+        lock(&self.slots).groups.contains_key(&group)
+    }
+
+    /// How many open sockets run on this loop.
+    #[cfg(test)]
+    fn sockets(&self) -> usize {
+        let slots = lock(&self.slots);
+        slots.slots.len() - slots.free.len()
+    }
+
+    /// How busy a new group would find this loop: its groups, then its
+    /// open sockets.
+    fn load(&self) -> (usize, usize) {
+        let slots = lock(&self.slots);
+        (slots.groups.len(), slots.slots.len() - slots.free.len())
     }
 
     /// The sockets handed over since the last look, out of the lock (they
@@ -244,37 +286,57 @@ impl Wake for Shared {
     }
 }
 
-/// Readiness slots, with the keys of removed ones reused.
+/// Readiness slots, with the keys of removed ones reused, and how many of
+/// the loop's sockets each colocation group has.
 #[derive(Default)]
 struct Slots {
-    slots: Vec<Option<Arc<IoSlot>>>,
+    slots: Vec<Option<Entry>>,
     free: Vec<u32>,
+    /// Open sockets per group; a group leaves with its last socket.
+    groups: HashMap<u64, usize>,
+}
+
+/// One stream's slot, and its socket's group.
+struct Entry {
+    slot: Arc<IoSlot>,
+    group: Option<u64>,
 }
 
 impl Slots {
-    fn insert(&mut self, slot: Arc<IoSlot>) -> u32 {
+    fn insert(&mut self, slot: Arc<IoSlot>, group: Option<u64>) -> u32 {
+        if let Some(group) = group {
+            *self.groups.entry(group).or_default() += 1;
+        }
+        let entry = Some(Entry { slot, group });
         match self.free.pop() {
             Some(key) => {
-                self.slots[key as usize] = Some(slot);
+                self.slots[key as usize] = entry;
                 key
             }
             None => {
-                self.slots.push(Some(slot));
+                self.slots.push(entry);
                 u32::try_from(self.slots.len() - 1).unwrap_or(u32::MAX)
             }
         }
     }
 
     fn remove(&mut self, key: u32) {
-        if let Some(entry) = self.slots.get_mut(key as usize) {
-            if entry.take().is_some() {
-                self.free.push(key);
+        let Some(entry) = self.slots.get_mut(key as usize).and_then(Option::take) else {
+            return;
+        };
+        self.free.push(key);
+        if let Some(group) = entry.group {
+            if let Some(count) = self.groups.get_mut(&group) {
+                *count -= 1;
+                if *count == 0 {
+                    self.groups.remove(&group);
+                }
             }
         }
     }
 
     fn get(&self, key: usize) -> Option<&IoSlot> {
-        self.slots.get(key)?.as_deref()
+        Some(&self.slots.get(key)?.as_ref()?.slot)
     }
 }
 
@@ -424,12 +486,52 @@ mod tests {
     /// A connected pair: the server's end moved to a loop, the client's
     /// end on tokio.
     async fn pair() -> (LoopStream, TcpStream) {
+        pair_in(None).await
+    }
+
+    /// A pair whose server end joins `group`.
+    async fn pair_in(group: Option<u64>) -> (LoopStream, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap())
             .await
             .unwrap();
         let (server, _) = listener.accept().await.unwrap();
-        (adopt(server).unwrap(), client)
+        (adopt(server, group).unwrap(), client)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_group_shares_a_loop_and_groups_spread_over_the_loops() {
+        let home = |stream: &LoopStream| stream.home().0;
+        let (room_a1, _c1) = pair_in(Some(1)).await;
+        let (lone, _c2) = pair().await;
+        let (room_b1, _c3) = pair_in(Some(2)).await;
+        let (room_a2, _c4) = pair_in(Some(1)).await;
+        let (room_a3, _c5) = pair_in(Some(1)).await;
+        let (room_b2, _c6) = pair_in(Some(2)).await;
+        // Each group on one loop, whatever came between its sockets.
+        assert!(Arc::ptr_eq(&home(&room_a1), &home(&room_a2)));
+        assert!(Arc::ptr_eq(&home(&room_a1), &home(&room_a3)));
+        assert!(Arc::ptr_eq(&home(&room_b1), &home(&room_b2)));
+        // Two groups on a runtime of two workers: a loop each.
+        assert!(!Arc::ptr_eq(&home(&room_a1), &home(&room_b1)));
+        assert_eq!(home(&room_a1).sockets(), 3);
+        assert!(home(&room_a1).hosts(1) && !home(&room_a1).hosts(2));
+        // The lone socket took the second loop in turn; the second group
+        // went to the loop with as few sockets but no group.
+        assert!(Arc::ptr_eq(&home(&lone), &home(&room_b1)));
+        assert_eq!(home(&room_b1).sockets(), 3);
+
+        // The group leaves its loop with its last socket; it comes back on
+        // the loop with the fewest groups: its old one, now empty.
+        let a = home(&room_a1);
+        drop((room_a1, room_a2));
+        assert!(a.hosts(1), "one socket of the group is still open");
+        drop(room_a3);
+        assert!(!a.hosts(1));
+        assert_eq!(a.sockets(), 0);
+        let (room_a4, _c7) = pair_in(Some(1)).await;
+        assert!(Arc::ptr_eq(&home(&room_a4), &a));
+        assert!(a.hosts(1));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -105,7 +105,7 @@ mod tests {
     async fn a_load_client_chats_with_wshub_over_h2c() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let app = servers::wshub_app(Compression::DISABLED);
+        let app = servers::wshub_app(Compression::DISABLED, false);
         tokio::spawn(async move { wshub::serve(listener, app).await });
 
         let connected = connect(addr, "name=Alice0", None).await.unwrap();

@@ -415,11 +415,20 @@ mod tests {
             "wshub",
             "wshub-hyper",
             "wshub+nodelay",
+            "wshub+colocate",
+            "wshub+colocate+nodelay",
             "wshub-deflate-shared",
         ] {
             assert_eq!(check_kind(kind), Ok(()), "{kind}");
         }
-        for kind in ["wshub-ct", "axum", "bun", "wshub-slow"] {
+        for kind in [
+            "wshub-ct",
+            "axum",
+            "bun",
+            "wshub-slow",
+            "axum+colocate",
+            "wshub+sideways",
+        ] {
             assert!(check_kind(kind).is_err(), "{kind}");
         }
     }

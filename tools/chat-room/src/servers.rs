@@ -135,12 +135,15 @@ fn compression(mode: &str) -> Result<Compression, String> {
     })
 }
 
-/// A server kind with its variations: `KIND[+nodelay][@CAPACITY]`, e.g.
-/// `wshub+nodelay` (TCP_NODELAY set on every accepted socket, with axum's
-/// `ListenerExt::tap_io`) or `axum@65536` (a larger broadcast channel).
+/// A server kind with its variations: `KIND[+nodelay][+colocate][@CAPACITY]`,
+/// e.g. `wshub+nodelay` (TCP_NODELAY set on every accepted socket, with
+/// axum's `ListenerExt::tap_io`), `wshub+colocate` (each room's sockets on
+/// one socket loop: `Upgrade::colocate` with the room's name) or
+/// `axum@65536` (a larger broadcast channel).
 pub struct Variant {
     pub base: String,
     pub nodelay: bool,
+    pub colocate: bool,
     pub capacity: Option<usize>,
 }
 
@@ -155,18 +158,28 @@ impl Variant {
             }
             None => (kind, None),
         };
-        let (base, nodelay) = match rest.strip_suffix("+nodelay") {
-            Some(base) => (base, true),
-            None => (rest, false),
-        };
+        let mut parts = rest.split('+');
+        let base = parts.next().unwrap_or_default();
+        let (mut nodelay, mut colocate) = (false, false);
+        for flag in parts {
+            match flag {
+                "nodelay" => nodelay = true,
+                "colocate" => colocate = true,
+                other => return Err(format!("{kind:?}: unknown variation +{other}")),
+            }
+        }
         if capacity.is_some() && !base.starts_with("axum") {
             return Err(format!(
                 "{kind:?}: only the axum servers have a channel capacity"
             ));
         }
+        if colocate && !base.starts_with("wshub") {
+            return Err(format!("{kind:?}: only the wshub servers colocate rooms"));
+        }
         Ok(Self {
             base: base.to_owned(),
             nodelay,
+            colocate,
             capacity,
         })
     }
@@ -200,6 +213,7 @@ pub fn main(args: &mut Args) -> Result<(), String> {
     let Variant {
         base,
         nodelay,
+        colocate,
         capacity,
     } = Variant::parse(&kind)?;
     let capacity = capacity.unwrap_or(CHANNEL_CAPACITY);
@@ -228,13 +242,15 @@ pub fn main(args: &mut Args) -> Result<(), String> {
             .await
             .map_err(|e| format!("bind {addr}: {e}"))?;
         let app = match base.as_str() {
-            "wshub" | "wshub-ct" | "wshub-hyper" | "wshub-h2" => wshub_app(Compression::DISABLED),
+            "wshub" | "wshub-ct" | "wshub-hyper" | "wshub-h2" => {
+                wshub_app(Compression::DISABLED, colocate)
+            }
             "axum" => axum_app(Forward::EachMessage, capacity),
             "axum-batched" => axum_app(Forward::Batched, capacity),
             "wshub-slow" => slow::app(false),
             "wshub-slow-close" => slow::app(true),
             other => match other.strip_prefix("wshub-deflate-") {
-                Some(mode) => wshub_app(compression(mode)?),
+                Some(mode) => wshub_app(compression(mode)?, colocate),
                 None => {
                     return Err(format!(
                         "unknown server kind {other:?}; one of {KINDS:?} or wshub-deflate-MODE"
@@ -313,25 +329,36 @@ impl Handler for Chat {
     }
 }
 
-pub fn wshub_app(compression: Compression) -> Router {
-    wshub_app_on(Hub::new(), compression)
+/// The wshub chat app; with `colocate`, each room's sockets share a socket
+/// loop (`Upgrade::colocate` with the room's name).
+pub fn wshub_app(compression: Compression, colocate: bool) -> Router {
+    wshub_chat(Hub::new(), compression, colocate)
 }
 
 /// The wshub chat app with its sockets on `hub` (for `nodes`: a hub bridged
 /// to other processes through Redis).
 pub fn wshub_app_on(hub: Hub, compression: Compression) -> Router {
+    wshub_chat(hub, compression, false)
+}
+
+fn wshub_chat(hub: Hub, compression: Compression, colocate: bool) -> Router {
     Router::new()
         // `any`: a WebSocket over HTTP/2 (`wshub-h2`) opens with CONNECT.
         .route(
             "/",
             any(
-                |up: Upgrade<User>, Query(query): Query<HashMap<String, String>>| async move {
+                move |up: Upgrade<User>, Query(query): Query<HashMap<String, String>>| async move {
                     let field = |key| query.get(key).map(|v| Box::from(v.as_str()));
-                    let name = field("name").unwrap_or_default();
-                    up.accept(User {
-                        name,
+                    let user = User {
+                        name: field("name").unwrap_or_default(),
                         room: field("room"),
-                    })
+                    };
+                    let up = if colocate {
+                        up.colocate(user.room())
+                    } else {
+                        up
+                    };
+                    up.accept(user)
                 },
             ),
         )

@@ -248,7 +248,7 @@ mod tests {
         let config = server_config(certs.path()).unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let app = servers::wshub_app(Compression::DISABLED);
+        let app = servers::wshub_app(Compression::DISABLED, false);
         tokio::spawn(async move { wshub::serve(listener, app).tls(config).await });
 
         let connector = connector(certs.path()).unwrap();
