@@ -20,9 +20,8 @@
 //! between worker threads, not single sockets. Sockets colocated under one
 //! key ([`Upgrade::colocate`](crate::Upgrade::colocate)) go to one loop
 //! instead, while any of them is open; a new key goes to the loop with the
-//! fewest keys. A publish that reaches
-//! subscribers in several loops wakes each loop once, however many of its
-//! sockets it reached. A loop wakes another through that loop's epoll (an
+//! fewest keys. A publish that reaches subscribers in several loops wakes
+//! each loop once, however many of its sockets it reached. A loop wakes another through that loop's epoll (an
 //! eventfd), not through tokio's waker: tokio runs a task woken from a
 //! worker thread next on that same thread, in a slot other workers cannot
 //! steal from, so the woken loop would wait for the waking one to finish
@@ -210,7 +209,8 @@ fn start(handle: &Handle) -> std::io::Result<Arc<Shared>> {
 /// What a loop shares with the threads that hand it sockets.
 ///
 /// Lock order: `joining` and `slots` are never held together, nor while a
-/// waker runs.
+/// waker runs. `pick` takes `slots` while it holds `LOOPS`; nothing takes
+/// `LOOPS` while it holds `slots`.
 pub(super) struct Shared {
     /// Registers streams with the loop's epoll from any thread.
     registry: mio::Registry,
