@@ -105,10 +105,10 @@
 //!   registration (about 0.95 KiB of memory, against 1.37 KiB with both).
 //!   Sockets are dealt to the loops in turn, or kept together by a key
 //!   ([`Upgrade::colocate`], say a room's name: its publishes then stay on
-//!   one thread); tokio moves whole loops between threads. A handler that blocks its thread (a long
-//!   computation, a blocking call) holds up the other sockets of its loop,
-//!   as it would the other tasks of its thread: give such work to
-//!   `tokio::task::spawn_blocking`. A handler that awaits holds up nothing.
+//!   one thread); tokio moves whole loops between threads. A handler that
+//!   blocks its thread (a long computation, a blocking call) holds up the
+//!   other sockets of its loop, as it would the other tasks of its thread:
+//!   give such work to `tokio::task::spawn_blocking`. A handler that awaits holds up nothing.
 //!   Other sockets (TLS, HTTP/2, behind another server,
 //!   and the client's) have a task each. A client socket is the same
 //!   future in the client role: its frames are masked (so it reads topics

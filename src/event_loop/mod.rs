@@ -21,11 +21,12 @@
 //! key ([`Upgrade::colocate`](crate::Upgrade::colocate)) go to one loop
 //! instead, while any of them is open; a new key goes to the loop with the
 //! fewest keys. A publish that reaches subscribers in several loops wakes
-//! each loop once, however many of its sockets it reached. A loop wakes another through that loop's epoll (an
-//! eventfd), not through tokio's waker: tokio runs a task woken from a
-//! worker thread next on that same thread, in a slot other workers cannot
-//! steal from, so the woken loop would wait for the waking one to finish
-//! and two loops would take turns on one thread. Through epoll, the wake
+//! each loop once, however many of its sockets it reached. A loop wakes
+//! another through that loop's epoll (an eventfd), not through tokio's
+//! waker: tokio runs a task woken from a worker thread next on that same
+//! thread, in a slot other workers cannot steal from, so the woken loop
+//! would wait for the waking one to finish and two loops would take turns
+//! on one thread. Through epoll, the wake
 //! reaches the idle worker that waits on tokio's reactor, and the two
 //! loops run at once.
 //!
@@ -242,15 +243,14 @@ impl Shared {
     /// How many open sockets run on this loop.
     #[cfg(test)]
     fn sockets(&self) -> usize {
-        let slots = lock(&self.slots);
-        slots.slots.len() - slots.free.len()
+        lock(&self.slots).open()
     }
 
     /// How busy a new group would find this loop: its groups, then its
     /// open sockets.
     fn load(&self) -> (usize, usize) {
         let slots = lock(&self.slots);
-        (slots.groups.len(), slots.slots.len() - slots.free.len())
+        (slots.groups.len(), slots.open())
     }
 
     /// The sockets handed over since the last look, out of the lock (they
@@ -337,6 +337,11 @@ impl Slots {
 
     fn get(&self, key: usize) -> Option<&IoSlot> {
         Some(&self.slots.get(key)?.as_ref()?.slot)
+    }
+
+    /// How many slots are taken: the loop's open sockets.
+    fn open(&self) -> usize {
+        self.slots.len() - self.free.len()
     }
 }
 

@@ -84,7 +84,7 @@ pub fn node_main(args: &mut Args) -> Result<(), String> {
             .await
             .map_err(|e| format!("connecting to {url}: {e}"))?;
         let stats = bridge.clone();
-        let app = servers::wshub_app_on(bridge.hub(), Compression::DISABLED).route(
+        let app = servers::wshub_app_on(bridge.hub(), Compression::DISABLED, false).route(
             "/stats",
             get(move || {
                 let s = stats.stats();

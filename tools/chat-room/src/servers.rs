@@ -332,16 +332,12 @@ impl Handler for Chat {
 /// The wshub chat app; with `colocate`, each room's sockets share a socket
 /// loop (`Upgrade::colocate` with the room's name).
 pub fn wshub_app(compression: Compression, colocate: bool) -> Router {
-    wshub_chat(Hub::new(), compression, colocate)
+    wshub_app_on(Hub::new(), compression, colocate)
 }
 
 /// The wshub chat app with its sockets on `hub` (for `nodes`: a hub bridged
 /// to other processes through Redis).
-pub fn wshub_app_on(hub: Hub, compression: Compression) -> Router {
-    wshub_chat(hub, compression, false)
-}
-
-fn wshub_chat(hub: Hub, compression: Compression, colocate: bool) -> Router {
+pub fn wshub_app_on(hub: Hub, compression: Compression, colocate: bool) -> Router {
     Router::new()
         // `any`: a WebSocket over HTTP/2 (`wshub-h2`) opens with CONNECT.
         .route(
