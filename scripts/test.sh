@@ -67,6 +67,11 @@ export WSHUB_NODE_MODULES=$node_modules
 # Built first, then run under a bound: a test that hangs fails the run
 # with its name printed, well before a CI job's own limit.
 cargo test --workspace --all-features --no-run
+# The tests that run an example build it with the features it reads
+# (tests/common/process.rs: tls, metrics, http2; redis for redis_chat), a
+# build of its own: made here, not inside a test's time limit.
+cargo build --examples --features tls,metrics,http2
+cargo build --example redis_chat --features redis,tls,metrics,http2
 timeout --kill-after=30s 30m cargo test --workspace --all-features
 # The crate's integration tests again with their servers on `wshub::serve`
 # (tests/common's `serve`): its sockets run on socket loops, where
