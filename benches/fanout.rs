@@ -7,8 +7,7 @@
 //! room (sender included); a client sends its next burst once it has
 //! received all N×M messages of the round.
 //! The server runs on a multi-thread tokio runtime with T workers (the
-//! default `#[tokio::main]` shape), pinned to cores 0..T (wshub's socket
-//! loops, threads it starts from a worker, inherit that); the clients run on
+//! default `#[tokio::main]` shape), pinned to cores 0..T; the clients run on
 //! one thread of their own, pinned to the last core (so on 2 cores, T=2
 //! shares a core with the clients, as the 2-core check does).
 //! Reported per T: deliveries per second and the server threads' CPU time
@@ -302,14 +301,8 @@ async fn connect(addr: SocketAddr, room: usize) -> TcpStream {
     tcp
 }
 
-/// What wshub names its socket loops' threads (the sockets run there).
-const LOOP_THREAD: &str = "wshub-loop";
-
-/// User and system CPU seconds of this process's server threads: the
-/// runtime's workers and wshub's socket loops (the client runtime has
-/// none: its sockets are tokio-tungstenite's).
+/// User and system CPU seconds of this process's server threads.
 fn server_cpu() -> f64 {
-    let workers = testkit::proc::threads_cpu_time(SERVER_THREAD);
-    let loops = testkit::proc::threads_cpu_time(LOOP_THREAD);
-    workers.user + workers.system + loops.user + loops.system
+    let cpu = testkit::proc::threads_cpu_time(SERVER_THREAD);
+    cpu.user + cpu.system
 }

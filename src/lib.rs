@@ -92,30 +92,23 @@
 //! # How it works: tasks, threads, ownership
 //!
 //! wshub runs on whatever tokio runtime serves the app (`#[tokio::main]`
-//! with any number of worker threads, or a current-thread runtime). The
-//! only threads it starts are its socket loops', one per worker thread of
-//! that runtime, each ended when the runtime shuts down.
+//! with any number of worker threads, or a current-thread runtime); it
+//! starts no threads of its own.
 //!
 //! - **One future per socket** owns the connection: it reads, runs the
 //!   handler, and writes. Nothing else touches the stream. The sockets of
-//!   wshub's own server over plain TCP (on Unix) run many to a thread, on
-//!   **socket loops**: one per worker thread of the runtime, each a thread
-//!   with its own epoll instance, as uWebSockets runs one loop per thread
-//!   and actix-web one runtime per core. The upgraded stream leaves tokio's
-//!   reactor for its loop's epoll and stays on that loop's thread for its
-//!   whole life: its reads, its handlers and its writes run there, on a
-//!   warm cache, and tokio's workers keep the accepting, the HTTP and the
-//!   rest of the application. An idle socket costs neither a task nor a
+//!   wshub's own server over plain TCP (on Unix) run many to a task, on
+//!   **socket loops**: one per worker thread of the runtime, each a tokio
+//!   task with its own epoll instance (uWebSockets runs one loop per
+//!   thread the same way). The upgraded stream leaves tokio's reactor for
+//!   its loop's epoll, and an idle socket costs neither a task nor a
 //!   registration (about 0.95 KiB of memory, against 1.37 KiB with both).
-//!   The loop thread enters the runtime: a handler's `tokio::spawn`,
-//!   timers and I/O are the runtime's as anywhere else (only
-//!   `tokio::task::block_in_place`, which needs a worker thread, is not
-//!   available there). Sockets are dealt to the loops in turn, or kept
-//!   together by a key ([`Upgrade::colocate`], say a room's name: its
-//!   publishes then stay on one thread). A handler that blocks its thread
-//!   (a long computation, a blocking call) holds up the other sockets of
-//!   its loop: give such work to `tokio::task::spawn_blocking`. A handler
-//!   that awaits holds up nothing.
+//!   Sockets are dealt to the loops in turn, or kept together by a key
+//!   ([`Upgrade::colocate`], say a room's name: its publishes then stay on
+//!   one thread); tokio moves whole loops between threads. A handler that
+//!   blocks its thread (a long computation, a blocking call) holds up the
+//!   other sockets of its loop, as it would the other tasks of its thread:
+//!   give such work to `tokio::task::spawn_blocking`. A handler that awaits holds up nothing.
 //!   Other sockets (TLS, HTTP/2, behind another server,
 //!   and the client's) have a task each. A client socket is the same
 //!   future in the client role: its frames are masked (so it reads topics
@@ -145,12 +138,12 @@
 //!   together. A publisher's whole read — 50 messages, say — thus reaches
 //!   each subscriber as one wake-up and one write, on one thread or on
 //!   many: cross-thread work is per batch, not per subscriber per message.
-//!   A loop wakes another loop through that loop's epoll (an eventfd), and
-//!   the woken loop runs on its own thread at once. (tokio queues a woken
-//!   task on the waking thread and lets idle threads steal it; woken per
-//!   message, subscribers on other threads would chase the publisher one
-//!   message at a time, and publishers on several threads would fight over
-//!   the topic's lock once per message.)
+//!   A loop wakes another loop through that loop's epoll, so the woken loop
+//!   runs on an idle thread at once instead of queueing behind the waker.
+//!   (tokio queues a woken task on the waking thread and lets idle threads
+//!   steal it; woken per message, subscribers on other threads would chase
+//!   the publisher one message at a time, and publishers on several threads
+//!   would fight over the topic's lock once per message.)
 //! - **The hub** owns the topic map and the registry of open sockets (for
 //!   `shutdown` and the idle sweep, one task per hub). It sees a socket only
 //!   through a narrow interface (id, lane, outbox), and other machines only

@@ -1,14 +1,13 @@
-//! Socket loops: the sockets of wshub's own server run many to a thread,
-//! as uWebSockets runs them, not one tokio task each.
+//! Socket loops: the sockets of wshub's own server run many to a tokio
+//! task, as uWebSockets runs them many to a thread, not one task each.
 //!
 //! Each runtime gets one loop per worker thread, made when its first socket
-//! arrives. A loop is a thread of its own that owns an epoll instance (a
-//! `mio` `Poll`) and the futures of its sockets. An upgraded TCP stream
-//! leaves tokio's reactor for its loop's epoll; the loop waits on epoll,
-//! turns its events into the readiness of each stream ([`LoopStream`]) and
-//! polls the sockets whose futures were woken. The thread enters its
-//! runtime, so the handlers' `tokio::spawn` and timers are the runtime's;
-//! it ends when the runtime shuts down and drops its tasks.
+//! arrives. A loop is one tokio task that owns an epoll instance (a `mio`
+//! `Poll`, itself registered with tokio's reactor as one descriptor) and
+//! the futures of its sockets. An upgraded TCP stream leaves tokio's
+//! reactor for its loop's epoll; the loop turns epoll events into the
+//! readiness of each stream ([`LoopStream`]) and polls the sockets whose
+//! futures were woken.
 //!
 //! What it saves an idle socket: tokio's task cell (384 bytes, aligned to
 //! 128) and tokio's I/O registration (256, aligned to 128), with the
@@ -16,19 +15,20 @@
 //! instead: the socket's future in a box, the loop's node for it, and a
 //! 48-byte readiness slot.
 //!
-//! What it does to threads: a loop runs its sockets one after another on
-//! its own thread, which stays with them, and tokio's workers keep the
-//! accepting, the HTTP and whatever else the application runs. A loop that
-//! was a tokio task moved from worker to worker: the worker that waited
-//! on tokio's reactor took the loop's next wake-up, so on a busy room the
-//! workers took turns parking and waking, each on a cold cache. Sockets
-//! are spread over the loops in turn. Sockets colocated under one key
-//! ([`Upgrade::colocate`](crate::Upgrade::colocate)) go to one loop
-//! instead, while any of them is open; a new key goes to the loop with
-//! the fewest keys. A publish that reaches subscribers in several loops
-//! wakes each loop once, however many of its sockets it reached, through
-//! that loop's epoll (an eventfd); a socket woken on its own loop's thread
-//! costs no system call.
+//! What it does to threads: sockets are spread over the loops in turn, a
+//! loop runs its sockets one after another, and tokio moves whole loops
+//! between worker threads, not single sockets. Sockets colocated under one
+//! key ([`Upgrade::colocate`](crate::Upgrade::colocate)) go to one loop
+//! instead, while any of them is open; a new key goes to the loop with the
+//! fewest keys. A publish that reaches subscribers in several loops wakes
+//! each loop once, however many of its sockets it reached. A loop wakes
+//! another through that loop's epoll (an eventfd), not through tokio's
+//! waker: tokio runs a task woken from a worker thread next on that same
+//! thread, in a slot other workers cannot steal from, so the woken loop
+//! would wait for the waking one to finish and two loops would take turns
+//! on one thread. Through epoll, the wake
+//! reaches the idle worker that waits on tokio's reactor, and the two
+//! loops run at once.
 //!
 //! Other streams (TLS, HTTP/2, hyper's `Upgraded` behind another server,
 //! the client's) keep a task each: they live on tokio's reactor.
@@ -48,7 +48,9 @@ use std::time::Duration;
 use futures_util::FutureExt as _;
 use futures_util::future::CatchUnwind;
 use futures_util::stream::{FuturesUnordered, StreamExt as _};
+use futures_util::task::AtomicWaker;
 use mio::{Interest, Token};
+use tokio::io::unix::AsyncFd;
 use tokio::runtime::{self, Handle};
 
 pub(crate) use self::stream::LoopStream;
@@ -59,7 +61,7 @@ pub(crate) type SocketFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Epoll events taken per look.
 const EVENTS: usize = 256;
-/// Looks at epoll per pass of the loop before it lets its sockets run.
+/// Looks at epoll per poll of the loop before it lets its sockets run.
 const LOOKS: usize = 4;
 
 /// The epoll token of a loop's own wake-up (an eventfd).
@@ -88,12 +90,12 @@ impl Loop {
     pub(crate) fn spawn(&self, socket: SocketFuture) {
         lock(&self.0.joining).push(socket);
         if self.0.closed.load(Ordering::Acquire) {
-            // The loop is gone (its runtime is shutting down): the socket
-            // ends here, as a task spawned then would.
+            // The loop's task is gone (its runtime is shutting down): the
+            // socket ends here, as a task spawned then would.
             drop(self.0.take_joining());
             return;
         }
-        self.0.wake_loop();
+        self.0.waker.wake();
     }
 }
 
@@ -131,7 +133,7 @@ fn pick(group: Option<u64>) -> std::io::Result<Arc<Shared>> {
     let handle = Handle::try_current().map_err(std::io::Error::other)?;
     let runtime = handle.id();
     let mut all = lock(&LOOPS);
-    // Loops that ended (their runtime shut down) are forgotten.
+    // Loops whose task is gone (their runtime shut down) are forgotten.
     all.retain_mut(|entry| {
         entry
             .loops
@@ -170,61 +172,39 @@ fn pick(group: Option<u64>) -> std::io::Result<Arc<Shared>> {
     Ok(Arc::clone(&entry.loops[entry.next % entry.loops.len()]))
 }
 
-/// Starts a loop on a thread of its own, for `handle`'s runtime: the
-/// thread enters the runtime (its sockets' handlers spawn onto it and use
-/// its timers) and ends when the runtime drops its tasks.
+/// Starts a loop's task on `handle`'s runtime.
 fn start(handle: &Handle) -> std::io::Result<Arc<Shared>> {
     let poll = mio::Poll::new()?;
     let registry = poll.registry().try_clone()?;
     let signal = mio::Waker::new(&registry, SIGNAL)?;
+    // tokio 1.54 deprecates this safe constructor for the `unsafe`
+    // `register_with_interest`, whose contract is that the descriptor stays
+    // open and the same while registered: a `mio::Poll` owns its epoll
+    // descriptor from creation to drop and never replaces it, so the
+    // contract holds and the crate stays free of `unsafe`.
+    #[expect(
+        deprecated,
+        reason = "the safe constructor; its contract holds, see above"
+    )]
+    let poll = AsyncFd::with_interest(poll, tokio::io::Interest::READABLE)?;
     let shared = Arc::new(Shared {
         registry,
         slots: Mutex::new(Slots::default()),
         joining: Mutex::new(Vec::new()),
+        waker: AtomicWaker::new(),
         signal,
         signalled: AtomicBool::new(false),
-        again: AtomicBool::new(false),
         closed: AtomicBool::new(false),
     });
-    let thread = LoopThread {
+    handle.spawn(LoopTask {
+        sockets_waker: Waker::from(Arc::clone(&shared)),
         shared: Arc::clone(&shared),
         poll,
         events: mio::Events::with_capacity(EVENTS),
         sockets: FuturesUnordered::new(),
         woken: Vec::new(),
-    };
-    let runtime = handle.clone();
-    std::thread::Builder::new()
-        .name("wshub-loop".into())
-        .spawn(move || {
-            let _entered = runtime.enter();
-            thread.run();
-        })?;
-    // Dropped with the runtime's other tasks when it shuts down, this one
-    // ends the loop then.
-    handle.spawn(Sentinel(Arc::clone(&shared)));
+    });
     Ok(shared)
-}
-
-/// A task that never finishes: when its runtime drops it, it closes its
-/// loop.
-struct Sentinel(Arc<Shared>);
-
-impl Future for Sentinel {
-    type Output = ();
-
-    fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
-        Poll::Pending
-    }
-}
-
-impl Drop for Sentinel {
-    fn drop(&mut self) {
-        self.0.closed.store(true, Ordering::Release);
-        if let Err(error) = self.0.signal.wake() {
-            tracing::error!(%error, "cannot signal a socket loop to end");
-        }
-    }
 }
 
 /// What a loop shares with the threads that hand it sockets.
@@ -239,15 +219,14 @@ pub(super) struct Shared {
     slots: Mutex<Slots>,
     /// Sockets handed over, not yet polled.
     joining: Mutex<Vec<SocketFuture>>,
-    /// Wakes the loop through its epoll, from another thread.
+    /// The loop task's waker.
+    waker: AtomicWaker,
+    /// Wakes the loop through its epoll, from another loop.
     signal: mio::Waker,
     /// `signal` was used since the loop last looked at its epoll and
-    /// before its sockets' next pass (see `LoopThread::run`).
+    /// before its sockets' next pass (see `LoopTask::poll`).
     signalled: AtomicBool,
-    /// Woken from its own thread: the loop makes another pass before it
-    /// waits on epoll. Only the loop's thread reads or writes it.
-    again: AtomicBool,
-    /// The loop has ended, or its runtime is dropping it.
+    /// The loop's task is gone.
     closed: AtomicBool,
 }
 
@@ -284,31 +263,26 @@ impl Shared {
     fn release(&self, key: u32) {
         lock(&self.slots).remove(key);
     }
-
-    /// Makes the loop pass over its woken sockets: on its own thread, once
-    /// the pass running now ends; from another thread, through its epoll,
-    /// signalled once until the loop looks.
-    fn wake_loop(self: &Arc<Self>) {
-        if CURRENT.get() == Arc::as_ptr(self) as usize {
-            self.again.store(true, Ordering::Relaxed);
-        } else if !self.signalled.swap(true, Ordering::AcqRel) {
-            if let Err(error) = self.signal.wake() {
-                // An eventfd write fails only when its counter is full,
-                // which mio resets: never in practice.
-                tracing::error!(%error, "cannot signal a socket loop");
-            }
-        }
-    }
 }
 
-/// The waker the loop's sockets get (see [`Shared::wake_loop`]).
+/// The waker the loop's sockets get: wakes the loop's task through
+/// tokio, or through its epoll when another loop wakes it (see the module's
+/// docs).
 impl Wake for Shared {
     fn wake(self: Arc<Self>) {
-        self.wake_loop();
+        self.wake_by_ref();
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        self.wake_loop();
+        let current = CURRENT.get();
+        if current == 0 || current == Arc::as_ptr(self) as usize {
+            self.waker.wake();
+        } else if !self.signalled.swap(true, Ordering::AcqRel) {
+            if let Err(error) = self.signal.wake() {
+                tracing::debug!(%error, "cannot signal a socket loop; waking it through tokio");
+                self.waker.wake();
+            }
+        }
     }
 }
 
@@ -371,10 +345,12 @@ impl Slots {
     }
 }
 
-/// A loop's thread: its epoll and its sockets.
-struct LoopThread {
+/// The loop's task.
+struct LoopTask {
     shared: Arc<Shared>,
-    poll: mio::Poll,
+    /// `shared` as a waker, made once (so `FuturesUnordered` keeps it).
+    sockets_waker: Waker,
+    poll: AsyncFd<mio::Poll>,
     events: mio::Events,
     sockets: FuturesUnordered<CatchUnwind<AssertUnwindSafe<SocketFuture>>>,
     /// Wakers of streams made ready by one look at epoll, called once the
@@ -382,76 +358,77 @@ struct LoopThread {
     woken: Vec<Waker>,
 }
 
-impl LoopThread {
-    /// Waits on epoll, lets the woken sockets run, and again, until the
-    /// runtime drops the loop.
-    fn run(mut self) {
-        CURRENT.set(Arc::as_ptr(&self.shared) as usize);
-        // Made once, so `FuturesUnordered` keeps it.
-        let sockets_waker = Waker::from(Arc::clone(&self.shared));
-        let mut sockets_cx = Context::from_waker(&sockets_waker);
-        while !self.shared.closed.load(Ordering::Acquire) {
-            let mut joined = false;
-            for socket in self.shared.take_joining() {
-                self.sockets.push(AssertUnwindSafe(socket).catch_unwind());
-                joined = true;
-            }
-            // Wait for epoll only when no socket is known to be ready.
-            let wait = !joined && !self.shared.again.swap(false, Ordering::Relaxed);
-            if !self.look(wait) {
-                break;
-            }
-            // Let other threads signal again only now, after the look and
-            // before the sockets run. Cleared before the look, a signal
-            // sent between the clearing and the look would be taken by it
-            // and leave the flag set, and every later wake-up from another
-            // thread would be skipped: the loop would sleep with woken
-            // sockets. Cleared here, a wake-up that finds the flag set was
-            // queued before this point, and the sockets' pass below sees
-            // it; one that finds it clear signals, and the look after this
-            // pass finds the signal. A swap, not a store: it reads the
-            // wake-up's own swap, so what that wake-up queued is visible to
-            // the pass.
-            self.shared.signalled.swap(false, Ordering::AcqRel);
-            // One turn for the whole pass: what its sockets publish is
-            // delivered once it ends, and the other loops it reaches are
-            // woken then, once.
-            crate::driver::turn::run(|| {
-                // `FuturesUnordered` yields (and wakes the loop) after
-                // polling each of its futures once: a busy socket cannot
-                // starve the others.
-                while let Poll::Ready(Some(result)) = self.sockets.poll_next_unpin(&mut sockets_cx)
-                {
-                    if let Err(panic) = result {
-                        let message = crate::driver::panic_message(&*panic);
-                        tracing::error!(panic = %message, "a WebSocket connection's task panicked");
-                    }
-                }
-            });
-        }
-    }
+impl Future for LoopTask {
+    type Output = ();
 
-    /// Takes epoll's events, first waiting for one if `wait`, and marks the
-    /// streams they name ready. False when epoll failed: the loop ends.
-    fn look(&mut self, wait: bool) -> bool {
-        let mut timeout = if wait { None } else { Some(Duration::ZERO) };
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        this.shared.waker.register(cx.waker());
+        for socket in this.shared.take_joining() {
+            this.sockets.push(AssertUnwindSafe(socket).catch_unwind());
+        }
+        this.look(cx);
+        // Let other loops signal again only now, after the look and before
+        // the sockets run. Cleared before the look, a signal sent between
+        // the clearing and the look would be taken by it and leave the flag
+        // set, and every later wake-up from another loop would be skipped:
+        // the loop would sleep with woken sockets. Cleared here, a wake-up
+        // that finds the flag set was queued before this point, and the
+        // sockets' pass below sees it; one that finds it clear signals, and
+        // the look after this pass finds the signal. A swap, not a store: it
+        // reads the wake-up's own swap, so what that wake-up queued is
+        // visible to the pass.
+        this.shared.signalled.swap(false, Ordering::AcqRel);
+        let outer = CURRENT.replace(Arc::as_ptr(&this.shared) as usize);
+        let mut sockets_cx = Context::from_waker(&this.sockets_waker);
+        // One turn for the whole pass: what its sockets publish is delivered
+        // once it ends, and the other loops it reaches are woken then, once.
+        crate::driver::turn::run(|| {
+            // `FuturesUnordered` yields (and wakes this task) after polling
+            // each of its futures once: a busy socket cannot starve the others.
+            while let Poll::Ready(Some(result)) = this.sockets.poll_next_unpin(&mut sockets_cx) {
+                if let Err(panic) = result {
+                    let message = crate::driver::panic_message(&*panic);
+                    tracing::error!(panic = %message, "a WebSocket connection's task panicked");
+                }
+            }
+        });
+        CURRENT.set(outer);
+        // A loop lives as long as its runtime.
+        Poll::Pending
+    }
+}
+
+impl LoopTask {
+    /// Takes epoll's events and marks the streams they name ready.
+    fn look(&mut self, cx: &mut Context<'_>) {
         for _ in 0..LOOKS {
-            match self.poll.poll(&mut self.events, timeout) {
+            let mut guard = match self.poll.poll_read_ready_mut(cx) {
+                Poll::Ready(Ok(guard)) => guard,
+                Poll::Ready(Err(error)) => {
+                    tracing::error!(%error, "a socket loop cannot wait for its epoll");
+                    return;
+                }
+                Poll::Pending => return,
+            };
+            match guard
+                .get_inner_mut()
+                .poll(&mut self.events, Some(Duration::ZERO))
+            {
                 Ok(()) => {}
                 Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(error) => {
-                    tracing::error!(%error, "a socket loop cannot read its epoll; it ends");
-                    return false;
+                    tracing::error!(%error, "a socket loop cannot read its epoll");
+                    return;
                 }
             }
-            timeout = Some(Duration::ZERO);
             let mut taken = 0;
             {
                 let slots = lock(&self.shared.slots);
                 for event in &self.events {
                     taken += 1;
                     if event.token() == SIGNAL {
-                        // Another thread's wake: this pass runs the sockets.
+                        // Another loop's wake: this poll runs the sockets.
                         continue;
                     }
                     let mut bits = 0;
@@ -477,24 +454,23 @@ impl LoopThread {
                 waker.wake();
             }
             if taken < EVENTS {
-                // Drained.
-                return true;
+                // Drained: wait for epoll's next event (tokio keeps one
+                // that came after the look).
+                guard.clear_ready();
             }
         }
         // Still more: look again once the sockets ran.
-        self.shared.again.store(true, Ordering::Relaxed);
-        true
+        cx.waker().wake_by_ref();
     }
 }
 
-impl Drop for LoopThread {
+impl Drop for LoopTask {
     fn drop(&mut self) {
         self.shared.closed.store(true, Ordering::Release);
         // The sockets go first (each leaves its hub and its slot) while
         // the loop's epoll still exists.
         self.sockets.clear();
         drop(self.shared.take_joining());
-        CURRENT.set(0);
     }
 }
 
@@ -505,8 +481,6 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicU64, AtomicUsize};
-
-    use futures_util::task::AtomicWaker;
 
     use tokio::io::{AsyncRead as _, AsyncReadExt as _, AsyncWriteExt as _, ReadBuf};
     use tokio::net::{TcpListener, TcpStream};

@@ -36,7 +36,7 @@ fn passing(bit: u8) -> u8 {
 /// What the loop knows of one stream: whether it may be read or written
 /// without blocking, and the socket's waker to call when that changes.
 ///
-/// Both sides are used only from the loop's thread (the loop sets bits
+/// Both sides are used only from the loop's task (the loop sets bits
 /// between polls of its sockets; a stream clears them inside its socket's
 /// poll), so a bit set by an event is never cleared by a read that ran
 /// before it.
