@@ -3,84 +3,21 @@
 //! server like `tools/chat-room`'s (typed data with a name, every socket in
 //! one room, `publish_to_self`). Unlike RSS, the count is exact, so the
 //! bound below is tight. Run with `--nocapture` to see the breakdown.
-//!
-//! The only `unsafe` here is the allocator, which must be an `unsafe impl`:
-//! it forwards every call to the system allocator unchanged.
+//! The allocator is `tests/common/counting_alloc.rs`.
 
-use std::alloc::{GlobalAlloc, Layout, System};
+#[path = "common/counting_alloc.rs"]
+mod counting_alloc;
+
 use std::collections::HashMap;
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::Query;
 use axum::routing::get;
+use counting_alloc::{live_bytes, snapshot};
 use wshub::{Config, Handler, Message, Upgrade, WebSocket, WebSocketLayer};
-
-/// Live blocks by requested size (up to `SIZES - 1`; larger ones share the
-/// last slot), one table for the natural alignment and one for larger ones.
-const SIZES: usize = 4096;
-
-struct Counting;
-
-static LIVE: [AtomicI64; SIZES] = [const { AtomicI64::new(0) }; SIZES];
-static LIVE_ALIGNED: [AtomicI64; SIZES] = [const { AtomicI64::new(0) }; SIZES];
-static LIVE_BYTES: AtomicI64 = AtomicI64::new(0);
-
-fn slot(layout: Layout) -> &'static AtomicI64 {
-    let table = if layout.align() > 16 {
-        &LIVE_ALIGNED
-    } else {
-        &LIVE
-    };
-    &table[layout.size().min(SIZES - 1)]
-}
-
-// SAFETY: every call is forwarded to the system allocator unchanged; the
-// counters only observe.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        slot(layout).fetch_add(1, Ordering::Relaxed);
-        LIVE_BYTES.fetch_add(layout.size() as i64, Ordering::Relaxed);
-        // SAFETY: the caller's contract is the system allocator's.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        slot(layout).fetch_sub(1, Ordering::Relaxed);
-        LIVE_BYTES.fetch_sub(layout.size() as i64, Ordering::Relaxed);
-        // SAFETY: as above.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        slot(layout).fetch_sub(1, Ordering::Relaxed);
-        let new = Layout::from_size_align(new_size, layout.align()).unwrap_or(layout);
-        slot(new).fetch_add(1, Ordering::Relaxed);
-        LIVE_BYTES.fetch_add(new_size as i64 - layout.size() as i64, Ordering::Relaxed);
-        // SAFETY: as above.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static ALLOC: Counting = Counting;
-
-/// Live blocks now: (size, over-aligned) → count.
-fn snapshot() -> HashMap<(usize, bool), i64> {
-    let mut map = HashMap::new();
-    for (aligned, table) in [(false, &LIVE), (true, &LIVE_ALIGNED)] {
-        for (size, count) in table.iter().enumerate() {
-            let count = count.load(Ordering::Relaxed);
-            if count != 0 {
-                map.insert((size, aligned), count);
-            }
-        }
-    }
-    map
-}
 
 /// What glibc's malloc hands out for `size` bytes: a chunk with an 8-byte
 /// header, a multiple of 16, at least 32.
@@ -150,11 +87,11 @@ fn connect(addr: SocketAddr, i: usize) -> TcpStream {
 
 /// Waits until the live heap stops changing (sockets opened and settled).
 fn settle() {
-    let mut last = LIVE_BYTES.load(Ordering::Relaxed);
+    let mut last = live_bytes();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         std::thread::sleep(Duration::from_millis(300));
-        let now = LIVE_BYTES.load(Ordering::Relaxed);
+        let now = live_bytes();
         if now == last || Instant::now() > deadline {
             return;
         }
@@ -182,13 +119,13 @@ fn an_idle_socket_keeps_little_on_the_heap() {
     settle();
     let mut clients = Vec::with_capacity(N);
     let before = snapshot();
-    let bytes_before = LIVE_BYTES.load(Ordering::Relaxed);
+    let bytes_before = live_bytes();
     for i in 0..N {
         clients.push(connect(addr, N + i));
     }
     settle();
     let after = snapshot();
-    let bytes = (LIVE_BYTES.load(Ordering::Relaxed) - bytes_before) as f64 / N as f64;
+    let bytes = (live_bytes() - bytes_before) as f64 / N as f64;
     let mut rows: Vec<_> = after
         .iter()
         .map(|(&key, &count)| (key, count - before.get(&key).copied().unwrap_or(0)))

@@ -3,64 +3,25 @@
 //! port. Every one is cut off by the handshake deadline (or at once, when
 //! what it sends is not TLS), no panic takes the server down, and the
 //! memory they held comes back.
-//!
-//! The only `unsafe` here is a counting allocator, which must be an
-//! `unsafe impl`: it forwards every call to the system allocator unchanged.
+//! The memory is counted by `tests/common/counting_alloc.rs`.
 
 mod common;
+#[path = "common/counting_alloc.rs"]
+mod counting_alloc;
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::routing::any;
 use common::tls::*;
 use common::*;
+use counting_alloc::live_bytes;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, mpsc};
 use wshub::WebSocketLayer;
-
-/// Bytes allocated and not yet freed, by anyone in this process.
-static LIVE_BYTES: AtomicI64 = AtomicI64::new(0);
-
-/// The system allocator, counting [`LIVE_BYTES`]. Unlike RSS, which glibc's
-/// arenas move by whole pages as they fragment, the count is exact: what a
-/// round of stalled handshakes leaves behind shows to the byte.
-struct Counting;
-
-// SAFETY: every call is forwarded to the system allocator unchanged; the
-// counter only observes.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE_BYTES.fetch_add(layout.size() as i64, Ordering::Relaxed);
-        // SAFETY: the caller's contract is the system allocator's.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE_BYTES.fetch_sub(layout.size() as i64, Ordering::Relaxed);
-        // SAFETY: as above.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE_BYTES.fetch_add(new_size as i64 - layout.size() as i64, Ordering::Relaxed);
-        // SAFETY: as above.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static ALLOC: Counting = Counting;
-
-/// The live heap now, in bytes.
-fn live_bytes() -> i64 {
-    LIVE_BYTES.load(Ordering::Relaxed)
-}
 
 /// The handshake deadline the server under test gets.
 const DEADLINE: Duration = Duration::from_secs(1);
