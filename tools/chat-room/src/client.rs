@@ -3,6 +3,7 @@
 //! part of the report).
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -443,15 +444,23 @@ async fn read_loop(
 struct Verifier {
     reader: FrameReader,
     inflater: Option<Inflater>,
-    names: Vec<String>,
+    /// Every message the chat can send: each client's name with each of
+    /// [`MESSAGES`]. One lookup per message, so that checking does not slow
+    /// the verifying connection (whose batches every client waits for) more
+    /// than reading does.
+    expected: HashSet<String>,
 }
 
 impl Verifier {
     fn new(clients: usize, agreed: Option<Agreed>) -> Self {
+        let expected = (0..clients)
+            .map(name)
+            .flat_map(|who| MESSAGES.iter().map(move |what| format!("{who}: {what}")))
+            .collect();
         Self {
             reader: FrameReader::default(),
             inflater: agreed.as_ref().map(Inflater::new),
-            names: (0..clients).map(name).collect(),
+            expected,
         }
     }
 
@@ -459,14 +468,14 @@ impl Verifier {
         let Self {
             reader,
             inflater,
-            names,
+            expected,
         } = self;
         reader.feed(bytes, |first, payload| {
             let opcode = first & 0x0f;
             if opcode >= 0x8 {
                 return;
             }
-            let checked = check_message(first, payload, inflater.as_mut(), names);
+            let checked = check_message(first, payload, inflater.as_mut(), expected);
             match checked {
                 Ok(()) => shared.verified.set(shared.verified.get() + 1),
                 Err(why) => {
@@ -483,7 +492,7 @@ fn check_message(
     first: u8,
     payload: &[u8],
     inflater: Option<&mut Inflater>,
-    names: &[String],
+    expected: &HashSet<String>,
 ) -> Result<(), String> {
     if first & 0x80 == 0 || first & 0x0f != 1 {
         return Err(format!("not a whole text frame: first byte {first:#04x}"));
@@ -497,10 +506,7 @@ fn check_message(
         payload
     };
     let text = std::str::from_utf8(payload).map_err(|e| format!("not UTF-8: {e}"))?;
-    let ok = text
-        .split_once(": ")
-        .is_some_and(|(who, what)| names.iter().any(|n| n == who) && MESSAGES.contains(&what));
-    if ok {
+    if expected.contains(text) {
         Ok(())
     } else {
         Err(format!("unexpected message {text:?}"))
@@ -605,5 +611,42 @@ pub fn si(value: f64) -> String {
         format!("{:.0}k", value / 1e3)
     } else {
         format!("{value:.0}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A whole text frame's first byte (FIN, opcode 1).
+    const TEXT: u8 = 0x81;
+
+    #[test]
+    fn the_verifier_takes_every_chat_message_and_nothing_else() {
+        let verifier = Verifier::new(3, None);
+        let check =
+            |first: u8, text: &str| check_message(first, text.as_bytes(), None, &verifier.expected);
+        for i in 0..3 {
+            for what in MESSAGES {
+                assert_eq!(check(TEXT, &format!("{}: {what}", name(i))), Ok(()));
+            }
+        }
+        // A fourth client's name, a message not in the chat, no separator,
+        // a name alone, and a right message in the wrong frame.
+        for bad in [
+            format!("{}: {}", name(3), MESSAGES[0]),
+            format!("{}: Hello World! 50", name(0)),
+            format!("{}{}", name(0), MESSAGES[0]),
+            format!("{}: ", name(1)),
+        ] {
+            assert!(check(TEXT, &bad).is_err(), "{bad:?} passed");
+        }
+        let good = format!("{}: {}", name(2), MESSAGES[7]);
+        assert!(check(0x01, &good).is_err(), "a frame without FIN passed");
+        assert!(check(0x82, &good).is_err(), "a binary frame passed");
+        assert!(
+            check(TEXT | RSV1, &good).is_err(),
+            "RSV1 without deflate passed"
+        );
     }
 }
