@@ -16,7 +16,9 @@ impl Handler for Chat {
 
     async fn message(&self, ws: &WebSocket<User>, msg: Message) {
         let text = msg.as_text().unwrap_or_default();
-        ws.publish("room", format!("{}: {text}", ws.data().name));
+        // `text_fmt`: formatted without a `String` per message.
+        let line = Message::text_fmt(format_args!("{}: {text}", ws.data().name));
+        ws.publish("room", line);
     }
 }
 

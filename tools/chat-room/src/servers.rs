@@ -320,7 +320,10 @@ impl Handler for Chat {
         match msg.as_text() {
             Some(text) => {
                 let user = ws.data();
-                ws.publish(user.room(), format!("{}: {text}", user.name));
+                ws.publish(
+                    user.room(),
+                    Message::text_fmt(format_args!("{}: {text}", user.name)),
+                );
             }
             None => {
                 ws.send(msg);
