@@ -73,14 +73,23 @@ impl Message {
                 repr: Repr::Text(ByteString::from_static(text)),
             };
         }
-        let bytes = FORMATTED.with_borrow_mut(|buf| {
-            if buf.capacity() - buf.len() < 256 {
-                buf.reserve(FORMAT_BLOCK);
+        let bytes = FORMATTED.with(|buf| match buf.try_borrow_mut() {
+            Ok(mut buf) => {
+                if buf.capacity() - buf.len() < 256 {
+                    buf.reserve(FORMAT_BLOCK);
+                }
+                // Writing to a `BytesMut` cannot fail; a `Display` that
+                // fails leaves what it wrote (where `format!` panics).
+                let _ = buf.write_fmt(args);
+                buf.split().freeze()
             }
-            // Writing to a `BytesMut` cannot fail; a `Display` that fails
-            // leaves what it wrote, as `format!` would panic instead.
-            let _ = buf.write_fmt(args);
-            buf.split().freeze()
+            // Called again from inside a `Display` being formatted here:
+            // that inner message gets a buffer of its own.
+            Err(_) => {
+                let mut own = BytesMut::new();
+                let _ = own.write_fmt(args);
+                own.freeze()
+            }
         });
         // `fmt::Write` is only ever given `&str`s: the check cannot fail.
         Self {
@@ -225,6 +234,16 @@ mod tests {
             assert!(msg.is_text());
             assert_eq!(msg.as_text(), Some(want.as_str()));
         }
+        // A `Display` that makes a formatted message of its own.
+        struct Nested;
+        impl fmt::Display for Nested {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                let inner = Message::text_fmt(format_args!("inner {}", 7));
+                f.write_str(inner.as_text().unwrap_or_default())
+            }
+        }
+        let outer = Message::text_fmt(format_args!("outer [{Nested}]"));
+        assert_eq!(outer.as_text(), Some("outer [inner 7]"));
         // Dropped, their blocks are taken back: later messages are intact too.
         drop(held);
         for i in 0..2_000 {
