@@ -5,7 +5,7 @@
 # client (examples/autobahn_client, offering dedicated compressors).
 #
 #   scripts/autobahn.sh            every case (517 per run, three runs side by
-#                                  side; about 20 minutes on 2 cores)
+#                                  side; about 17 minutes on 2 cores)
 #   scripts/autobahn.sh --quick    cases 1.* to 10.*, without compression (under a minute)
 #
 # Needs ../shared/tools/autobahn (see its README), or $AUTOBAHN_TOOLS. Without
@@ -52,7 +52,8 @@ free_port() {
 # goes to its own file and is printed whole when the run ends.
 children=()
 trap 'kill "${children[@]}" 2>/dev/null || true' EXIT
-runs=()
+names=()
+pids=()
 logs=()
 start_run() {
     local name=$1
@@ -61,7 +62,8 @@ start_run() {
     mkdir -p "$(dirname "$log")"
     "$@" > "$log" 2>&1 &
     children+=($!)
-    runs+=("$name:$!")
+    names+=("$name")
+    pids+=($!)
     logs+=("$log")
 }
 
@@ -84,16 +86,14 @@ start_run "client-$client_mode" "$autobahn/run-fuzzingserver.sh" --port "$(free_
     --run "'$client' \"\$AUTOBAHN_URL\" wshub-client-$client_mode $client_mode"
 
 failed=()
-for i in "${!runs[@]}"; do
-    name=${runs[$i]%%:*}
-    pid=${runs[$i]##*:}
+for i in "${!pids[@]}"; do
     rc=0
-    wait "$pid" || rc=$?
+    wait "${pids[$i]}" || rc=$?
     cat "${logs[$i]}"
-    [ "$rc" -eq 0 ] || failed+=("$name (exit $rc)")
+    [ "$rc" -eq 0 ] || failed+=("${names[$i]} (exit $rc)")
 done
 if [ ${#failed[@]} -gt 0 ]; then
     echo "autobahn: failed: ${failed[*]}" >&2
     exit 1
 fi
-echo "autobahn: all ${#runs[@]} runs passed"
+echo "autobahn: all ${#pids[@]} runs passed"

@@ -11,6 +11,10 @@ use bytestring::ByteString;
 /// Small, because a message kept alive keeps its whole block.
 const FORMAT_BLOCK: usize = 4 * 1024;
 
+/// Room below which a new block is made before formatting: most messages
+/// then fit the room they find and are formatted without a reallocation.
+const FORMAT_ROOM: usize = 256;
+
 thread_local! {
     /// Where [`Message::text_fmt`] formats: messages are split off it and
     /// share its block, so a message formatted on a warm thread costs no
@@ -75,7 +79,7 @@ impl Message {
         }
         let bytes = FORMATTED.with(|buf| match buf.try_borrow_mut() {
             Ok(mut buf) => {
-                if buf.capacity() - buf.len() < 256 {
+                if buf.capacity() - buf.len() < FORMAT_ROOM {
                     buf.reserve(FORMAT_BLOCK);
                 }
                 // Writing to a `BytesMut` cannot fail; a `Display` that
