@@ -36,8 +36,8 @@ impl Handler for Room {
 
     async fn message(&self, ws: &WebSocket<String>, msg: Message) {
         let text = msg.as_text().unwrap_or("(binary)");
-        let line = format!("{}: {text}", ws.data());
-        ws.send(line.as_str()); // publish leaves out the sender
+        let line = Message::text_fmt(format_args!("{}: {text}", ws.data()));
+        ws.send(line.clone()); // publish leaves out the sender
         ws.publish("room", line);
     }
 }
