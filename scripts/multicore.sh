@@ -16,7 +16,10 @@
 #      channel of 65,536 so that no message is lagged away, TCP_NODELAY as
 #      wshub sets it) in the same hot room at T = 1 and 8, 50-message
 #      batches.
-# Each table goes to OUT_DIR (default: the current directory) and to stdout.
+# Each table goes to OUT_DIR (default: the current directory) and to stdout;
+# then scripts/multicore_checks.py reads them back and prints the issue's
+# checks (8 rooms >= 6x at T=8, hot room T=max >= T=1 and >= 2x axum, CPU per
+# message <= 1.3x), one line each; the script exits 1 if any fails.
 # About 7 minutes with the defaults.
 #
 # Smaller machines can try it with other cores (a smoke test, not the
@@ -90,3 +93,7 @@ EOF
         done
     done
 done
+
+echo "== 4. the issue's checks" | tee "$OUT/checks.txt"
+python3 "$(dirname "$0")/multicore_checks.py" "$OUT" | tee -a "$OUT/checks.txt"
+exit "${PIPESTATUS[0]}"
