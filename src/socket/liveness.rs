@@ -87,7 +87,13 @@ impl Liveness {
         if self.idle_ms == 0 {
             return Verdict::Fine;
         }
-        let silent = now.wrapping_sub(self.last_read.load(Ordering::Relaxed));
+        // The sweeper reads `now` once for a whole pass; a socket that reads
+        // during the pass stores a later time than that. Heard from after
+        // `now` is silent for no time at all, not for 49 days.
+        let silent = match now.wrapping_sub(self.last_read.load(Ordering::Relaxed)) {
+            ahead if ahead > u32::MAX / 2 => 0,
+            silent => silent,
+        };
         if silent >= self.idle_ms {
             Verdict::Expired
         } else if self.send_pings
@@ -150,6 +156,28 @@ mod tests {
         assert_eq!(late.check(u32::MAX), Verdict::Fine);
         assert_eq!(late.check(998), Verdict::Fine);
         assert_eq!(late.check(999), Verdict::LifetimeOver);
+    }
+
+    #[test]
+    fn a_read_after_the_sweepers_now_is_not_a_silence() {
+        let mut with_pings = timers(1000, 0);
+        with_pings.send_pings = true;
+        let live = Liveness::new(&with_pings);
+        // The sweeper took its `now`; the socket then read something a
+        // few milliseconds later, while the pass was still going.
+        let sweep_now = live.last_read.load(Ordering::Relaxed);
+        live.last_read
+            .store(sweep_now.wrapping_add(3), Ordering::Relaxed);
+        assert_eq!(live.check(sweep_now), Verdict::Fine);
+        // The same across the clock wrapping.
+        live.last_read.store(2, Ordering::Relaxed);
+        assert_eq!(live.check(u32::MAX - 1), Verdict::Fine);
+        // Silences are still measured from that read: ping at half, expire
+        // at the whole timeout.
+        assert_eq!(live.check(2 + 499), Verdict::Fine);
+        assert_eq!(live.check(2 + 500), Verdict::Ping);
+        assert_eq!(live.check(2 + 999), Verdict::Fine);
+        assert_eq!(live.check(2 + 1000), Verdict::Expired);
     }
 
     #[test]
