@@ -81,10 +81,10 @@ def main():
         """`needed(t_max)`: the least T=max / T=1 ratio that passes."""
         for (server, n, m), by_t in sorted(table.items()):
             t_max = max(by_t)
-            (r1, c1), (rt, ct) = by_t[min(by_t)], by_t[t_max]
-            if t_max == 1 or not r1 or not rt:
+            if 1 not in by_t or t_max == 1 or not by_t[1][0] or not by_t[t_max][0]:
                 check(f"{label} {server} {n} x {m}", False, "no T=1 / T=max pair")
                 continue
+            (r1, c1), (rt, ct) = by_t[1], by_t[t_max]
             least = needed(t_max)
             check(f"{label} {server} {n} x {m}, T={t_max} / T=1", rt / r1 >= least,
                   f"{rt / r1:.2f}x the messages (needs >= {least:g}x)")
